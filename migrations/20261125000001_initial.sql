@@ -38,7 +38,7 @@ CREATE TABLE paths (
 
 CREATE TABLE acl_rules (
     id           uuid PRIMARY KEY,
-    -- NULL: the rule applies to anonymous clients.
+    -- NULL: the rule applies to everyone, anonymous clients included.
     user_id      uuid REFERENCES users (id) ON DELETE CASCADE,
     action       text NOT NULL CHECK (action IN ('publish', 'read', 'playback', 'api', 'metrics')),
     -- Empty: every path. Otherwise an exact name or '~regex'.

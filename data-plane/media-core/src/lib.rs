@@ -1,1 +1,19 @@
-//! wip
+//! Sans-IO media logic for Streamplane workers: path names and rules, access decisions, and
+//! (to come) RTSP, SDP and RTP.
+//!
+//! Architecture invariant: this crate does no I/O and never reads the clock. It owns no
+//! sockets, files, tasks or timers; callers pass bytes, addresses and time in, and get
+//! decisions, bytes and deadlines out. That keeps every state machine testable with plain
+//! unit tests and virtual time.
+#![forbid(unsafe_code)]
+
+pub mod acl;
+pub mod path;
+
+pub use acl::{
+    AclRule, Action, InvalidAction, InvalidNetwork, Principal, UserId, allowed, parse_network,
+};
+pub use path::{
+    DuplicatePattern, InvalidPathName, InvalidPathPattern, PathMatch, PathName, PathPattern,
+    PathRegex, PathRules,
+};

@@ -1,0 +1,400 @@
+use actix_web::{HttpResponse, delete, get, patch, post, web};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use super::extract::{Caller, JsonBody};
+use super::{AppState, PageInfo, PageParams};
+use crate::domain::{Role, SourceKind, validate_path_pattern, validate_source_url};
+use crate::error::{ApiError, FieldError};
+use crate::store::{NewPath, PathFilter, PathPatch, paths::PathRow};
+
+const TIMEOUT_MAX_MS: u32 = 600_000;
+const GRACE_MAX_MS: u32 = 3_600_000;
+const MAX_READERS_MAX: u32 = 1_000_000;
+
+/// Where a path's media comes from.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum Source {
+    /// Clients publish to the path (RTSP ANNOUNCE/RECORD, WHIP, ...).
+    Publisher,
+    /// The worker pulls from `url` (rtsp://, rtsps://, ...).
+    Url { url: String },
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Path {
+    pub id: Uuid,
+    /// Exact name, or `~` followed by a regular expression.
+    pub name: String,
+    pub source: Source,
+    pub source_on_demand: bool,
+    pub source_on_demand_start_timeout_ms: u32,
+    pub source_on_demand_close_after_ms: u32,
+    /// 0: unlimited.
+    pub max_readers: u32,
+    /// true: a new publisher replaces the current one; false: it is refused.
+    pub override_publisher: bool,
+    pub record: bool,
+    /// How long readers stay attached after the publisher leaves.
+    pub publisher_grace_ms: u32,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub created_by: Option<Uuid>,
+    pub updated_by: Option<Uuid>,
+}
+
+fn non_negative(v: i32) -> u32 {
+    u32::try_from(v).unwrap_or(0)
+}
+
+impl From<PathRow> for Path {
+    fn from(r: PathRow) -> Self {
+        let source = match (r.source_kind(), r.source_url.clone()) {
+            (SourceKind::Url, Some(url)) => Source::Url { url },
+            _ => Source::Publisher,
+        };
+        Path {
+            id: r.id,
+            name: r.name,
+            source,
+            source_on_demand: r.source_on_demand,
+            source_on_demand_start_timeout_ms: non_negative(r.source_on_demand_start_timeout_ms),
+            source_on_demand_close_after_ms: non_negative(r.source_on_demand_close_after_ms),
+            max_readers: non_negative(r.max_readers),
+            override_publisher: r.override_publisher,
+            record: r.record,
+            publisher_grace_ms: non_negative(r.publisher_grace_ms),
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+            created_by: r.created_by,
+            updated_by: r.updated_by,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct PathList {
+    pub items: Vec<Path>,
+    #[serde(flatten)]
+    pub page: PageInfo,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreatePath {
+    /// Exact name (`^[0-9a-zA-Z_\-/.]+$`, no leading or trailing `/`, no `.` or `..` segments)
+    /// or `~` followed by a regular expression.
+    pub name: String,
+    /// Defaults to `{"kind": "publisher"}`.
+    pub source: Option<Source>,
+    pub source_on_demand: Option<bool>,
+    /// Default 10000.
+    pub source_on_demand_start_timeout_ms: Option<u32>,
+    /// Default 10000.
+    pub source_on_demand_close_after_ms: Option<u32>,
+    pub max_readers: Option<u32>,
+    /// Default true, as in MediaMTX.
+    pub override_publisher: Option<bool>,
+    pub record: Option<bool>,
+    pub publisher_grace_ms: Option<u32>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdatePath {
+    pub name: Option<String>,
+    pub source: Option<Source>,
+    pub source_on_demand: Option<bool>,
+    pub source_on_demand_start_timeout_ms: Option<u32>,
+    pub source_on_demand_close_after_ms: Option<u32>,
+    pub max_readers: Option<u32>,
+    pub override_publisher: Option<bool>,
+    pub record: Option<bool>,
+    pub publisher_grace_ms: Option<u32>,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct PathQuery {
+    pub page: Option<u32>,
+    pub per_page: Option<u32>,
+    /// Case-insensitive substring of the name.
+    pub q: Option<String>,
+    pub source_kind: Option<SourceKind>,
+    /// true: only `~regex` patterns; false: only exact names.
+    pub regex: Option<bool>,
+}
+
+fn check_range(
+    errors: &mut Vec<FieldError>,
+    field: &str,
+    v: Option<u32>,
+    min: u32,
+    max: u32,
+) -> Option<i32> {
+    let v = v?;
+    if v < min || v > max {
+        errors.push(FieldError::new(
+            format!("/{field}"),
+            format!("must be from {min} to {max}"),
+        ));
+        return None;
+    }
+    i32::try_from(v).ok()
+}
+
+fn check_name(errors: &mut Vec<FieldError>, name: &str) {
+    if let Err(m) = validate_path_pattern(name) {
+        errors.push(FieldError::new("/name", m));
+    }
+}
+
+/// Validates a source; returns (kind, url).
+fn check_source(errors: &mut Vec<FieldError>, source: Source) -> (SourceKind, Option<String>) {
+    match source {
+        Source::Publisher => (SourceKind::Publisher, None),
+        Source::Url { url } => {
+            if let Err(m) = validate_source_url(&url) {
+                errors.push(FieldError::new("/source/url", m));
+            }
+            (SourceKind::Url, Some(url))
+        }
+    }
+}
+
+/// Lists paths, ordered by name.
+#[utoipa::path(get, path = "/api/v1/paths", tag = "paths", params(PathQuery), security(("bearer" = [])), responses(
+    (status = 200, body = PathList),
+    (status = 401, body = crate::error::Problem, content_type = "application/problem+json"),
+))]
+#[get("/paths")]
+pub async fn list_paths(
+    state: web::Data<AppState>,
+    caller: Caller,
+    query: web::Query<PathQuery>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(Role::Viewer)?;
+    let q = query.into_inner();
+    let page = PageParams {
+        page: q.page,
+        per_page: q.per_page,
+    }
+    .validate()?;
+    let filter = PathFilter {
+        search: q.q,
+        source_kind: q.source_kind,
+        regex: q.regex,
+    };
+    let listing = state.store.list_paths(&filter, page).await?;
+    Ok(HttpResponse::Ok().json(PathList {
+        items: listing.items.into_iter().map(Path::from).collect(),
+        page: PageInfo {
+            page: page.page,
+            per_page: page.per_page,
+            total: listing.total,
+        },
+    }))
+}
+
+/// Creates a path.
+#[utoipa::path(post, path = "/api/v1/paths", tag = "paths", request_body = CreatePath, security(("bearer" = [])), responses(
+    (status = 201, body = Path),
+    (status = 409, description = "Name taken", body = crate::error::Problem, content_type = "application/problem+json"),
+    (status = 422, body = crate::error::Problem, content_type = "application/problem+json"),
+))]
+#[post("/paths")]
+pub async fn create_path(
+    state: web::Data<AppState>,
+    caller: Caller,
+    body: JsonBody<CreatePath>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(Role::Operator)?;
+    let b = body.0;
+    let mut errors = Vec::new();
+    check_name(&mut errors, &b.name);
+    let (source_kind, source_url) =
+        check_source(&mut errors, b.source.unwrap_or(Source::Publisher));
+    let start = check_range(
+        &mut errors,
+        "source_on_demand_start_timeout_ms",
+        b.source_on_demand_start_timeout_ms,
+        1,
+        TIMEOUT_MAX_MS,
+    );
+    let close = check_range(
+        &mut errors,
+        "source_on_demand_close_after_ms",
+        b.source_on_demand_close_after_ms,
+        0,
+        TIMEOUT_MAX_MS,
+    );
+    let max_readers = check_range(
+        &mut errors,
+        "max_readers",
+        b.max_readers,
+        0,
+        MAX_READERS_MAX,
+    );
+    let grace = check_range(
+        &mut errors,
+        "publisher_grace_ms",
+        b.publisher_grace_ms,
+        0,
+        GRACE_MAX_MS,
+    );
+    let on_demand = b.source_on_demand.unwrap_or(false);
+    if on_demand && source_kind != SourceKind::Url {
+        errors.push(FieldError::new(
+            "/source_on_demand",
+            "needs a source of kind url",
+        ));
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
+    }
+    let row = state
+        .store
+        .create_path(
+            NewPath {
+                name: b.name,
+                source_kind,
+                source_url,
+                source_on_demand: on_demand,
+                source_on_demand_start_timeout_ms: start.unwrap_or(10_000),
+                source_on_demand_close_after_ms: close.unwrap_or(10_000),
+                max_readers: max_readers.unwrap_or(0),
+                override_publisher: b.override_publisher.unwrap_or(true),
+                record: b.record.unwrap_or(false),
+                publisher_grace_ms: grace.unwrap_or(0),
+            },
+            &caller.actor(),
+        )
+        .await?;
+    Ok(HttpResponse::Created()
+        .insert_header(("Location", format!("/api/v1/paths/{}", row.name)))
+        .json(Path::from(row)))
+}
+
+/// Gets a path by name (URL-encode `~regex` names).
+#[utoipa::path(get, path = "/api/v1/paths/{name}", tag = "paths", params(("name" = String, Path)), security(("bearer" = [])), responses(
+    (status = 200, body = Path),
+    (status = 404, body = crate::error::Problem, content_type = "application/problem+json"),
+))]
+#[get("/paths/{name:.+}")]
+pub async fn get_path(
+    state: web::Data<AppState>,
+    caller: Caller,
+    name: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(Role::Viewer)?;
+    Ok(HttpResponse::Ok().json(Path::from(state.store.get_path(&name).await?)))
+}
+
+/// Updates a path; absent fields stay as they are.
+#[utoipa::path(patch, path = "/api/v1/paths/{name}", tag = "paths", params(("name" = String, Path)), request_body = UpdatePath, security(("bearer" = [])), responses(
+    (status = 200, body = Path),
+    (status = 404, body = crate::error::Problem, content_type = "application/problem+json"),
+    (status = 409, body = crate::error::Problem, content_type = "application/problem+json"),
+    (status = 422, body = crate::error::Problem, content_type = "application/problem+json"),
+))]
+#[patch("/paths/{name:.+}")]
+pub async fn update_path(
+    state: web::Data<AppState>,
+    caller: Caller,
+    name: web::Path<String>,
+    body: JsonBody<UpdatePath>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(Role::Operator)?;
+    let b = body.0;
+    let mut errors = Vec::new();
+    if let Some(n) = &b.name {
+        check_name(&mut errors, n);
+    }
+    let source = b.source.map(|s| check_source(&mut errors, s));
+    let start = check_range(
+        &mut errors,
+        "source_on_demand_start_timeout_ms",
+        b.source_on_demand_start_timeout_ms,
+        1,
+        TIMEOUT_MAX_MS,
+    );
+    let close = check_range(
+        &mut errors,
+        "source_on_demand_close_after_ms",
+        b.source_on_demand_close_after_ms,
+        0,
+        TIMEOUT_MAX_MS,
+    );
+    let max_readers = check_range(
+        &mut errors,
+        "max_readers",
+        b.max_readers,
+        0,
+        MAX_READERS_MAX,
+    );
+    let grace = check_range(
+        &mut errors,
+        "publisher_grace_ms",
+        b.publisher_grace_ms,
+        0,
+        GRACE_MAX_MS,
+    );
+    if b.source_on_demand == Some(true) || source.is_some() {
+        // The combination must hold after the update, so look at what is stored.
+        let current = state.store.get_path(&name).await?;
+        let kind = source.as_ref().map_or(current.source_kind(), |(k, _)| *k);
+        let on_demand = b.source_on_demand.unwrap_or(current.source_on_demand);
+        if on_demand && kind != SourceKind::Url {
+            errors.push(FieldError::new(
+                "/source_on_demand",
+                "needs a source of kind url",
+            ));
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
+    }
+    let mut source_on_demand = b.source_on_demand;
+    if matches!(source, Some((SourceKind::Publisher, _))) && source_on_demand.is_none() {
+        source_on_demand = Some(false);
+    }
+    let row = state
+        .store
+        .update_path(
+            &name,
+            PathPatch {
+                name: b.name,
+                source,
+                source_on_demand,
+                source_on_demand_start_timeout_ms: start,
+                source_on_demand_close_after_ms: close,
+                max_readers,
+                override_publisher: b.override_publisher,
+                record: b.record,
+                publisher_grace_ms: grace,
+            },
+            &caller.actor(),
+        )
+        .await?;
+    Ok(HttpResponse::Ok().json(Path::from(row)))
+}
+
+/// Deletes a path.
+#[utoipa::path(delete, path = "/api/v1/paths/{name}", tag = "paths", params(("name" = String, Path)), security(("bearer" = [])), responses(
+    (status = 204, description = "Deleted"),
+    (status = 404, body = crate::error::Problem, content_type = "application/problem+json"),
+))]
+#[delete("/paths/{name:.+}")]
+pub async fn delete_path(
+    state: web::Data<AppState>,
+    caller: Caller,
+    name: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(Role::Operator)?;
+    state.store.delete_path(&name, &caller.actor()).await?;
+    Ok(HttpResponse::NoContent().finish())
+}

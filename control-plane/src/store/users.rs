@@ -1,0 +1,296 @@
+use chrono::{DateTime, Utc};
+use sqlx::{FromRow, Postgres, QueryBuilder};
+use uuid::Uuid;
+
+use super::{Actor, Listing, Page, Store, StoreError, audit, sql};
+use crate::domain::Role;
+
+#[derive(Debug, Clone, FromRow)]
+pub struct UserRow {
+    pub id: Uuid,
+    pub username: String,
+    pub password_hash: String,
+    pub role: Option<String>,
+    pub disabled: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub created_by: Option<Uuid>,
+    pub updated_by: Option<Uuid>,
+}
+
+impl UserRow {
+    pub fn role(&self) -> Option<Role> {
+        self.role.as_deref().and_then(|r| r.parse().ok())
+    }
+}
+
+pub struct NewUser {
+    pub username: String,
+    pub password_hash: String,
+    pub role: Option<Role>,
+    pub disabled: bool,
+}
+
+#[derive(Default)]
+pub struct UserPatch {
+    pub username: Option<String>,
+    pub password_hash: Option<String>,
+    /// `Some(None)` removes the API role.
+    pub role: Option<Option<Role>>,
+    pub disabled: Option<bool>,
+}
+
+#[derive(Default)]
+pub struct UserFilter {
+    pub role: Option<Role>,
+    /// Case-insensitive substring of the username.
+    pub search: Option<String>,
+    pub disabled: Option<bool>,
+}
+
+const COLUMNS: &str =
+    "id, username, password_hash, role, disabled, created_at, updated_at, created_by, updated_by";
+
+impl Store {
+    pub async fn count_users(&self) -> Result<i64, StoreError> {
+        let (n,): (i64,) = sqlx::query_as("SELECT count(*) FROM users")
+            .fetch_one(self.pool())
+            .await?;
+        Ok(n)
+    }
+
+    pub async fn list_users(
+        &self,
+        filter: &UserFilter,
+        page: Page,
+    ) -> Result<Listing<UserRow>, StoreError> {
+        let mut total = QueryBuilder::<Postgres>::new("SELECT count(*) FROM users WHERE true");
+        push_user_filter(&mut total, filter);
+        let (total,): (i64,) = total.build_query_as().fetch_one(self.pool()).await?;
+
+        let mut q =
+            QueryBuilder::<Postgres>::new(format!("SELECT {COLUMNS} FROM users WHERE true"));
+        push_user_filter(&mut q, filter);
+        q.push(" ORDER BY username, id LIMIT ")
+            .push_bind(page.limit())
+            .push(" OFFSET ")
+            .push_bind(page.offset());
+        let items = q.build_query_as().fetch_all(self.pool()).await?;
+        Ok(Listing { items, total })
+    }
+
+    pub async fn get_user(&self, id: Uuid) -> Result<UserRow, StoreError> {
+        sqlx::query_as(sql(format!("SELECT {COLUMNS} FROM users WHERE id = $1")))
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await?
+            .ok_or_else(|| StoreError::NotFound {
+                resource: "user",
+                id: id.to_string(),
+            })
+    }
+
+    pub async fn find_user_by_name(&self, username: &str) -> Result<Option<UserRow>, StoreError> {
+        Ok(sqlx::query_as(sql(format!(
+            "SELECT {COLUMNS} FROM users WHERE username = $1"
+        )))
+        .bind(username)
+        .fetch_optional(self.pool())
+        .await?)
+    }
+
+    pub async fn create_user(&self, new: NewUser, actor: &Actor) -> Result<UserRow, StoreError> {
+        let mut tx = self.begin().await?;
+        let row: UserRow = sqlx::query_as(sql(format!(
+            "INSERT INTO users (id, username, password_hash, role, disabled, created_by, updated_by) \
+             VALUES ($1, $2, $3, $4, $5, $6, $6) RETURNING {COLUMNS}"
+        )))
+        .bind(Uuid::new_v4())
+        .bind(&new.username)
+        .bind(&new.password_hash)
+        .bind(new.role.map(Role::as_str))
+        .bind(new.disabled)
+        .bind(actor.id)
+        .fetch_one(&mut *tx)
+        .await?;
+        audit(
+            &mut tx,
+            actor,
+            "create",
+            "user",
+            &row.id.to_string(),
+            serde_json::json!({"username": row.username, "role": row.role, "disabled": row.disabled}),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(row)
+    }
+
+    /// Creates the first admin only when no user exists yet (safe with several control planes
+    /// starting at once). Returns whether it was created.
+    pub async fn bootstrap_admin(
+        &self,
+        username: &str,
+        password_hash: &str,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock(7283001)")
+            .execute(&mut *tx)
+            .await?;
+        let (n,): (i64,) = sqlx::query_as("SELECT count(*) FROM users")
+            .fetch_one(&mut *tx)
+            .await?;
+        if n > 0 {
+            return Ok(false);
+        }
+        let id = Uuid::new_v4();
+        sqlx::query(
+            "INSERT INTO users (id, username, password_hash, role) VALUES ($1, $2, $3, 'admin')",
+        )
+        .bind(id)
+        .bind(username)
+        .bind(password_hash)
+        .execute(&mut *tx)
+        .await?;
+        // MediaMTX's defaults: anyone may publish, read and play back any path.
+        for action in ["publish", "read", "playback"] {
+            sqlx::query("INSERT INTO acl_rules (id, user_id, action, path_pattern) VALUES ($1, NULL, $2, '')")
+                .bind(Uuid::new_v4())
+                .bind(action)
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query(
+            "INSERT INTO paths (id, name, source_kind) VALUES ($1, '~^.*$', 'publisher') \
+             ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(Uuid::new_v4())
+        .execute(&mut *tx)
+        .await?;
+        audit(
+            &mut tx,
+            &Actor::system(),
+            "bootstrap",
+            "user",
+            &id.to_string(),
+            serde_json::json!({"username": username, "role": "admin", "default_acl": true, "default_path": "~^.*$"}),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    pub async fn update_user(
+        &self,
+        id: Uuid,
+        patch: UserPatch,
+        actor: &Actor,
+    ) -> Result<UserRow, StoreError> {
+        let mut tx = self.begin().await?;
+        let mut q =
+            QueryBuilder::<Postgres>::new("UPDATE users SET updated_at = now(), updated_by = ");
+        q.push_bind(actor.id);
+        let mut changed = serde_json::Map::new();
+        if let Some(username) = &patch.username {
+            q.push(", username = ").push_bind(username.clone());
+            changed.insert("username".into(), username.clone().into());
+        }
+        if let Some(hash) = &patch.password_hash {
+            q.push(", password_hash = ").push_bind(hash.clone());
+            changed.insert("password".into(), "changed".into());
+        }
+        if let Some(role) = patch.role {
+            q.push(", role = ").push_bind(role.map(Role::as_str));
+            changed.insert("role".into(), role.map(Role::as_str).into());
+        }
+        if let Some(disabled) = patch.disabled {
+            q.push(", disabled = ").push_bind(disabled);
+            changed.insert("disabled".into(), disabled.into());
+        }
+        q.push(" WHERE id = ")
+            .push_bind(id)
+            .push(format!(" RETURNING {COLUMNS}"));
+        let row: UserRow = q
+            .build_query_as()
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or_else(|| StoreError::NotFound {
+                resource: "user",
+                id: id.to_string(),
+            })?;
+        ensure_an_admin_remains(&mut tx).await?;
+        audit(
+            &mut tx,
+            actor,
+            "update",
+            "user",
+            &id.to_string(),
+            changed.into(),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(row)
+    }
+
+    pub async fn delete_user(&self, id: Uuid, actor: &Actor) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        let deleted = sqlx::query("DELETE FROM users WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if deleted == 0 {
+            return Err(StoreError::NotFound {
+                resource: "user",
+                id: id.to_string(),
+            });
+        }
+        ensure_an_admin_remains(&mut tx).await?;
+        audit(
+            &mut tx,
+            actor,
+            "delete",
+            "user",
+            &id.to_string(),
+            serde_json::json!({}),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+/// Nobody could administer the system again without an enabled admin.
+async fn ensure_an_admin_remains(
+    tx: &mut sqlx::Transaction<'_, Postgres>,
+) -> Result<(), StoreError> {
+    let (n,): (i64,) =
+        sqlx::query_as("SELECT count(*) FROM users WHERE role = 'admin' AND NOT disabled")
+            .fetch_one(&mut **tx)
+            .await?;
+    if n == 0 {
+        return Err(StoreError::Conflict(
+            "the last enabled admin cannot be removed, disabled or demoted".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn push_user_filter(q: &mut QueryBuilder<Postgres>, f: &UserFilter) {
+    if let Some(role) = f.role {
+        q.push(" AND role = ").push_bind(role.as_str());
+    }
+    if let Some(search) = &f.search {
+        q.push(" AND username ILIKE ")
+            .push_bind(format!("%{}%", escape_like(search)));
+    }
+    if let Some(disabled) = f.disabled {
+        q.push(" AND disabled = ").push_bind(disabled);
+    }
+}
+
+pub(crate) fn escape_like(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
+}
