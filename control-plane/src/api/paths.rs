@@ -343,11 +343,16 @@ pub async fn update_path(
         0,
         GRACE_MAX_MS,
     );
-    if b.source_on_demand == Some(true) || source.is_some() {
+    // Switching to a publisher source turns on-demand pulling off unless it is given explicitly.
+    let mut source_on_demand = b.source_on_demand;
+    if matches!(source, Some((SourceKind::Publisher, _))) && source_on_demand.is_none() {
+        source_on_demand = Some(false);
+    }
+    if source_on_demand == Some(true) || source.is_some() {
         // The combination must hold after the update, so look at what is stored.
         let current = state.store.get_path(&name).await?;
         let kind = source.as_ref().map_or(current.source_kind(), |(k, _)| *k);
-        let on_demand = b.source_on_demand.unwrap_or(current.source_on_demand);
+        let on_demand = source_on_demand.unwrap_or(current.source_on_demand);
         if on_demand && kind != SourceKind::Url {
             errors.push(FieldError::new(
                 "/source_on_demand",
@@ -357,10 +362,6 @@ pub async fn update_path(
     }
     if !errors.is_empty() {
         return Err(ApiError::Validation(errors));
-    }
-    let mut source_on_demand = b.source_on_demand;
-    if matches!(source, Some((SourceKind::Publisher, _))) && source_on_demand.is_none() {
-        source_on_demand = Some(false);
     }
     let row = state
         .store
