@@ -337,15 +337,15 @@ impl<'a> Section<'a> {
                 .is_some_and(|n| !matches!(n.kind, Kind::Null))
     }
 
-    /// Records a validation problem at `key`, located where that key was set.
+    /// Records a validation problem at `key`, located where that key was set (no location when
+    /// it was not set: the problem is its absence).
     pub fn problem(&self, key: &str, message: impl Into<String>) {
         let origin = self
             .env_names(key)
             .into_iter()
             .find(|v| self.loader.env.contains_key(v))
             .map(|var| Origin::Env { var })
-            .or_else(|| self.child(key).map(|n| self.loader.file_origin(n.pos)))
-            .or_else(|| self.node.map(|n| self.loader.file_origin(n.pos)));
+            .or_else(|| self.child(key).map(|n| self.loader.file_origin(n.pos)));
         self.loader.push(origin, self.full_key(key), message);
     }
 
