@@ -168,45 +168,64 @@ impl WorkerControl for WorkerControlService {
     ) -> Result<Response<pb::ReportAck>, Status> {
         self.authenticate(&req)?;
         let mut stream = req.into_inner();
-        let mut worker: Option<Uuid> = None;
-        let outcome = loop {
-            match stream.message().await {
-                Ok(Some(report)) => {
-                    let id = parse_worker_id(&report.worker_id)?;
-                    if worker.is_some_and(|w| w != id) {
-                        break Err(Status::invalid_argument(
-                            "one report stream carries one worker's reports",
-                        ));
-                    }
-                    worker = Some(id);
-                    let update = ReportUpdate {
-                        applied_generation: i64::try_from(report.applied_generation)
-                            .unwrap_or(i64::MAX),
-                        apply_error: (!report.apply_error.is_empty())
-                            .then(|| report.apply_error.clone()),
-                        report: convert::report_to_json(&report),
-                    };
-                    match self.store.record_report(id, update).await {
-                        Ok(true) => {}
-                        Ok(false) => {
-                            break Err(Status::not_found(format!(
-                                "worker {id} is unknown; register again"
-                            )));
-                        }
-                        Err(e) => break Err(store_status(e)),
-                    }
-                }
-                Ok(None) => break Ok(Response::new(pb::ReportAck {})),
-                Err(status) => break Err(status),
-            }
+        // Marks the worker offline however this call ends, including when tonic drops it
+        // because the connection closed.
+        let mut guard = OfflineOnEnd {
+            store: self.store.clone(),
+            seen: None,
         };
-        if let Some(id) = worker {
-            tracing::info!(worker_id = %id, "worker report stream ended; marking offline");
-            if let Err(e) = self.store.mark_worker_offline(id).await {
-                tracing::warn!(worker_id = %id, error = %e, "cannot mark worker offline");
+        loop {
+            let report = match stream.message().await {
+                Ok(Some(report)) => report,
+                Ok(None) => return Ok(Response::new(pb::ReportAck {})),
+                Err(status) => return Err(status),
+            };
+            let id = parse_worker_id(&report.worker_id)?;
+            if guard.seen.is_some_and(|(w, _)| w != id) {
+                return Err(Status::invalid_argument(
+                    "one report stream carries one worker's reports",
+                ));
+            }
+            let update = ReportUpdate {
+                applied_generation: i64::try_from(report.applied_generation).unwrap_or(i64::MAX),
+                apply_error: (!report.apply_error.is_empty()).then(|| report.apply_error.clone()),
+                report: convert::report_to_json(&report),
+            };
+            match self.store.record_report(id, update).await {
+                Ok(Some(at)) => guard.seen = Some((id, at)),
+                Ok(None) => {
+                    return Err(Status::not_found(format!(
+                        "worker {id} is unknown; register again"
+                    )));
+                }
+                Err(e) => return Err(store_status(e)),
             }
         }
-        outcome
+    }
+}
+
+struct OfflineOnEnd {
+    store: Store,
+    /// The worker and the time of its last report on this stream.
+    seen: Option<(Uuid, chrono::DateTime<chrono::Utc>)>,
+}
+
+impl Drop for OfflineOnEnd {
+    fn drop(&mut self) {
+        let Some((id, last_seen)) = self.seen else {
+            return;
+        };
+        let store = self.store.clone();
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        runtime.spawn(async move {
+            match store.mark_worker_offline(id, last_seen).await {
+                Ok(true) => tracing::info!(worker_id = %id, "worker report stream ended; marked offline"),
+                Ok(false) => tracing::debug!(worker_id = %id, "report stream ended; the worker reported since"),
+                Err(e) => tracing::warn!(worker_id = %id, error = %e, "cannot mark worker offline"),
+            }
+        });
     }
 }
 

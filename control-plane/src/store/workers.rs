@@ -64,28 +64,43 @@ impl Store {
         .await?)
     }
 
-    /// Records a heartbeat; false when the worker is unknown (deleted meanwhile).
-    pub async fn record_report(&self, id: Uuid, u: ReportUpdate) -> Result<bool, StoreError> {
-        let n = sqlx::query(
+    /// Records a heartbeat and returns its time; `None` when the worker is unknown (deleted
+    /// meanwhile).
+    pub async fn record_report(
+        &self,
+        id: Uuid,
+        u: ReportUpdate,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let row: Option<(DateTime<Utc>,)> = sqlx::query_as(
             "UPDATE workers SET last_heartbeat_at = now(), status = 'online', \
-             applied_generation = $2, apply_error = $3, last_report = $4 WHERE id = $1",
+             applied_generation = $2, apply_error = $3, last_report = $4 WHERE id = $1 \
+             RETURNING last_heartbeat_at",
         )
         .bind(id)
         .bind(u.applied_generation)
         .bind(u.apply_error)
         .bind(u.report)
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(row.map(|(t,)| t))
+    }
+
+    /// Marks a worker offline unless it reported after `last_seen`: a worker that reconnected
+    /// (to this or another control plane) before its old stream ended stays online.
+    pub async fn mark_worker_offline(
+        &self,
+        id: Uuid,
+        last_seen: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let n = sqlx::query(
+            "UPDATE workers SET status = 'offline' WHERE id = $1 AND last_heartbeat_at <= $2",
+        )
+        .bind(id)
+        .bind(last_seen)
         .execute(self.pool())
         .await?
         .rows_affected();
         Ok(n > 0)
-    }
-
-    pub async fn mark_worker_offline(&self, id: Uuid) -> Result<(), StoreError> {
-        sqlx::query("UPDATE workers SET status = 'offline' WHERE id = $1")
-            .bind(id)
-            .execute(self.pool())
-            .await?;
-        Ok(())
     }
 
     /// Marks offline every online worker silent for longer than `timeout`; returns their names.
