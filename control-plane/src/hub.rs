@@ -5,6 +5,7 @@
 //! publishes it on a `watch` channel that each connected worker's stream follows. A generation
 //! never goes backwards: an older snapshot read late is dropped.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,14 +14,57 @@ use streamplane_proto::v1 as pb;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use uuid::Uuid;
+
+use crate::domain::Role;
 use crate::grpc::convert::snapshot_to_proto;
-use crate::store::{Store, StoreError};
+use crate::store::paths::PathRow;
+use crate::store::{Snapshot, Store, StoreError};
 
 pub const CHANNEL: &str = "streamplane_desired_state";
 
+/// What the REST API needs to know about a user on every request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserBrief {
+    pub username: String,
+    pub role: Option<Role>,
+    pub disabled: bool,
+}
+
+/// One published generation: the snapshot workers get, plus an index the REST API authorises
+/// against without a database round trip.
+#[derive(Debug, Default)]
+pub struct Published {
+    pub state: pb::DesiredState,
+    pub users: HashMap<Uuid, UserBrief>,
+    /// Every path, ordered by name (bytewise), for list reads without a database round trip.
+    pub paths: Vec<PathRow>,
+}
+
+impl Published {
+    pub fn from_snapshot(s: &Snapshot) -> Self {
+        Published {
+            state: snapshot_to_proto(s),
+            paths: s.paths.clone(),
+            users: s
+                .users
+                .iter()
+                .map(|u| {
+                    let brief = UserBrief {
+                        username: u.username.clone(),
+                        role: u.role(),
+                        disabled: u.disabled,
+                    };
+                    (u.id, brief)
+                })
+                .collect(),
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct SnapshotHub {
-    tx: Arc<watch::Sender<Arc<pb::DesiredState>>>,
+    tx: Arc<watch::Sender<Arc<Published>>>,
 }
 
 impl Default for SnapshotHub {
@@ -31,24 +75,34 @@ impl Default for SnapshotHub {
 
 impl SnapshotHub {
     pub fn new() -> Self {
-        let (tx, _) = watch::channel(Arc::new(pb::DesiredState::default()));
+        let (tx, _) = watch::channel(Arc::new(Published::default()));
         SnapshotHub { tx: Arc::new(tx) }
     }
 
-    pub fn subscribe(&self) -> watch::Receiver<Arc<pb::DesiredState>> {
+    pub fn subscribe(&self) -> watch::Receiver<Arc<Published>> {
         self.tx.subscribe()
     }
 
     pub fn generation(&self) -> u64 {
-        self.tx.borrow().generation
+        self.tx.borrow().state.generation
     }
 
-    /// Publishes `state` if it is newer than the current one; returns whether it was.
-    pub fn publish(&self, state: pb::DesiredState) -> bool {
-        let state = Arc::new(state);
+    /// The current generation.
+    pub fn current(&self) -> Arc<Published> {
+        self.tx.borrow().clone()
+    }
+
+    /// The user as of the current generation.
+    pub fn user(&self, id: Uuid) -> Option<UserBrief> {
+        self.tx.borrow().users.get(&id).cloned()
+    }
+
+    /// Publishes `p` if it is newer than the current one; returns whether it was.
+    pub fn publish(&self, p: Published) -> bool {
+        let p = Arc::new(p);
         self.tx.send_if_modified(|current| {
-            if state.generation > current.generation {
-                *current = state.clone();
+            if p.state.generation > current.state.generation {
+                *current = p.clone();
                 true
             } else {
                 false
@@ -60,7 +114,7 @@ impl SnapshotHub {
     pub async fn refresh(&self, store: &Store) -> Result<u64, StoreError> {
         let snapshot = store.snapshot().await?;
         let generation = snapshot.generation;
-        if self.publish(snapshot_to_proto(&snapshot)) {
+        if self.publish(Published::from_snapshot(&snapshot)) {
             tracing::debug!(generation, "desired state published");
         }
         Ok(generation)
@@ -114,22 +168,21 @@ mod tests {
 
     #[test]
     fn generations_never_go_backwards() {
+        let at = |generation| Published {
+            state: pb::DesiredState {
+                generation,
+                ..Default::default()
+            },
+            users: HashMap::new(),
+            paths: Vec::new(),
+        };
         let hub = SnapshotHub::new();
         let mut rx = hub.subscribe();
-        assert!(hub.publish(pb::DesiredState {
-            generation: 5,
-            ..Default::default()
-        }));
-        assert!(!hub.publish(pb::DesiredState {
-            generation: 3,
-            ..Default::default()
-        }));
-        assert!(!hub.publish(pb::DesiredState {
-            generation: 5,
-            ..Default::default()
-        }));
+        assert!(hub.publish(at(5)));
+        assert!(!hub.publish(at(3)));
+        assert!(!hub.publish(at(5)));
         assert_eq!(hub.generation(), 5);
         assert!(rx.has_changed().unwrap_or(false));
-        assert_eq!(rx.borrow_and_update().generation, 5);
+        assert_eq!(rx.borrow_and_update().state.generation, 5);
     }
 }

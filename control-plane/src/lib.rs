@@ -205,10 +205,25 @@ pub async fn serve(
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
-            .wrap(
-                actix_web::middleware::Logger::new("%a \"%r\" %s %b %Dms")
-                    .log_target("streamplane_control::http"),
-            )
+            .wrap_fn(|req, srv| {
+                use actix_web::dev::Service;
+                let method = req.method().clone();
+                let path = req.path().to_string();
+                let started = Instant::now();
+                let call = srv.call(req);
+                async move {
+                    let res = call.await?;
+                    // Access log at debug: at thousands of requests a second, info would drown
+                    // everything else.
+                    tracing::debug!(
+                        target: "streamplane_control::http",
+                        %method, %path, status = res.status().as_u16(),
+                        micros = started.elapsed().as_micros() as u64,
+                        "request"
+                    );
+                    Ok(res)
+                }
+            })
             .configure(api::configure)
     })
     .disable_signals()

@@ -191,6 +191,7 @@ pub async fn create_acl(
             &caller.actor(),
         )
         .await?;
+    state.sync().await;
     Ok(HttpResponse::Created()
         .insert_header(("Location", format!("/api/v1/acls/{}", row.id)))
         .json(AclRule::from(row)))
@@ -247,6 +248,7 @@ pub async fn update_acl(
             &caller.actor(),
         )
         .await?;
+    state.sync().await;
     Ok(HttpResponse::Ok().json(AclRule::from(row)))
 }
 
@@ -264,5 +266,6 @@ pub async fn delete_acl(
     caller.require(Role::Admin)?;
     let id = parse_id(&id)?;
     state.store.delete_acl(id, &caller.actor()).await?;
+    state.sync().await;
     Ok(HttpResponse::NoContent().finish())
 }

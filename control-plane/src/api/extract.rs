@@ -15,6 +15,7 @@ use uuid::Uuid;
 use super::AppState;
 use crate::domain::Role;
 use crate::error::{ApiError, FieldError};
+use crate::hub::UserBrief;
 use crate::store::{Actor, StoreError};
 
 type LocalBoxFuture<T> = Pin<Box<dyn Future<Output = T>>>;
@@ -137,8 +138,8 @@ fn strip_position(message: &str) -> String {
     }
 }
 
-/// The authenticated caller of a REST request, re-read from the database on every request so
-/// that disabling or demoting a user takes effect at once.
+/// The authenticated caller of a REST request. Role and status come from the current desired
+/// state, not the token, so disabling or demoting a user takes effect at once.
 #[derive(Debug, Clone)]
 pub struct Caller {
     pub id: Uuid,
@@ -211,15 +212,24 @@ impl FromRequest for Caller {
             let id = Uuid::parse_str(&claims.sub).map_err(|_| {
                 ApiError::unauthorized("invalid_token", "the token's subject is not a user id")
             })?;
-            let user = match state.store.get_user(id).await {
-                Ok(u) => u,
-                Err(StoreError::NotFound { .. }) => {
-                    return Err(ApiError::unauthorized(
-                        "invalid_token",
-                        "the token's user no longer exists",
-                    ));
-                }
-                Err(e) => return Err(e.into()),
+            // The published generation answers without a database round trip; a user it does
+            // not know yet (created a moment ago on another control plane) is looked up.
+            let user = match state.hub.user(id) {
+                Some(u) => u,
+                None => match state.store.get_user(id).await {
+                    Ok(u) => UserBrief {
+                        role: u.role(),
+                        username: u.username,
+                        disabled: u.disabled,
+                    },
+                    Err(StoreError::NotFound { .. }) => {
+                        return Err(ApiError::unauthorized(
+                            "invalid_token",
+                            "the token's user no longer exists",
+                        ));
+                    }
+                    Err(e) => return Err(e.into()),
+                },
             };
             if user.disabled {
                 return Err(ApiError::unauthorized(
@@ -228,9 +238,9 @@ impl FromRequest for Caller {
                 ));
             }
             Ok(Caller {
-                id: user.id,
-                username: user.username.clone(),
-                role: user.role(),
+                id,
+                username: user.username,
+                role: user.role,
             })
         })
     }

@@ -39,6 +39,16 @@ pub struct AppState {
     pub settings: ApiSettings,
 }
 
+impl AppState {
+    /// After a write: publish the new generation before answering, so the caller's next request
+    /// (on this process) sees its own change. Other processes learn of it through NOTIFY.
+    pub async fn sync(&self) {
+        if let Err(e) = self.hub.refresh(&self.store).await {
+            tracing::warn!(error = %e, "cannot refresh the desired state after a write");
+        }
+    }
+}
+
 pub const MAX_PER_PAGE: u32 = 500;
 pub const DEFAULT_PER_PAGE: u32 = 50;
 

@@ -8,7 +8,7 @@ use super::extract::{Caller, JsonBody};
 use super::{AppState, PageInfo, PageParams};
 use crate::domain::{Role, SourceKind, validate_path_pattern, validate_source_url};
 use crate::error::{ApiError, FieldError};
-use crate::store::{NewPath, PathFilter, PathPatch, paths::PathRow};
+use crate::store::{NewPath, PathPatch, paths::PathRow};
 
 const TIMEOUT_MAX_MS: u32 = 600_000;
 const GRACE_MAX_MS: u32 = 3_600_000;
@@ -184,18 +184,36 @@ pub async fn list_paths(
         per_page: q.per_page,
     }
     .validate()?;
-    let filter = PathFilter {
-        search: q.q,
-        source_kind: q.source_kind,
-        regex: q.regex,
-    };
-    let listing = state.store.list_paths(&filter, page).await?;
+    // Served from the published generation: paths change only with it, and writes publish
+    // before they answer.
+    let published = state.hub.current();
+    let search = q.q.map(|s| s.to_lowercase());
+    let matching: Vec<&PathRow> = published
+        .paths
+        .iter()
+        .filter(|p| {
+            search
+                .as_ref()
+                .is_none_or(|s| p.name.to_lowercase().contains(s))
+        })
+        .filter(|p| q.source_kind.is_none_or(|k| p.source_kind() == k))
+        .filter(|p| q.regex.is_none_or(|r| p.name.starts_with('~') == r))
+        .collect();
+    let total = i64::try_from(matching.len()).unwrap_or(i64::MAX);
+    let start = usize::try_from(page.page.saturating_sub(1)).unwrap_or(0) * page.per_page as usize;
+    let items: Vec<Path> = matching
+        .into_iter()
+        .skip(start)
+        .take(page.per_page as usize)
+        .cloned()
+        .map(Path::from)
+        .collect();
     Ok(HttpResponse::Ok().json(PathList {
-        items: listing.items.into_iter().map(Path::from).collect(),
+        items,
         page: PageInfo {
             page: page.page,
             per_page: page.per_page,
-            total: listing.total,
+            total,
         },
     }))
 }
@@ -274,6 +292,7 @@ pub async fn create_path(
             &caller.actor(),
         )
         .await?;
+    state.sync().await;
     Ok(HttpResponse::Created()
         .insert_header(("Location", format!("/api/v1/paths/{}", row.name)))
         .json(Path::from(row)))
@@ -381,6 +400,7 @@ pub async fn update_path(
             &caller.actor(),
         )
         .await?;
+    state.sync().await;
     Ok(HttpResponse::Ok().json(Path::from(row)))
 }
 
@@ -397,5 +417,6 @@ pub async fn delete_path(
 ) -> Result<HttpResponse, ApiError> {
     caller.require(Role::Operator)?;
     state.store.delete_path(&name, &caller.actor()).await?;
+    state.sync().await;
     Ok(HttpResponse::NoContent().finish())
 }

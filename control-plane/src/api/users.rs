@@ -169,6 +169,7 @@ pub async fn create_user(
             &caller.actor(),
         )
         .await?;
+    state.sync().await;
     Ok(HttpResponse::Created()
         .insert_header(("Location", format!("/api/v1/users/{}", row.id)))
         .json(User::from(row)))
@@ -240,6 +241,7 @@ pub async fn update_user(
             &caller.actor(),
         )
         .await?;
+    state.sync().await;
     Ok(HttpResponse::Ok().json(User::from(row)))
 }
 
@@ -258,5 +260,6 @@ pub async fn delete_user(
     caller.require(Role::Admin)?;
     let id = parse_id(&id)?;
     state.store.delete_user(id, &caller.actor()).await?;
+    state.sync().await;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -157,8 +157,10 @@ impl WorkerControl for WorkerControlService {
         // The current snapshot first, then every newer one; a worker that already runs the
         // current generation gets nothing until something changes.
         let stream = WatchStream::new(self.hub.subscribe())
-            .filter(move |s| std::future::ready(s.generation > known && s.generation > 0))
-            .map(|s| Ok(pb::DesiredState::clone(&s)));
+            .filter(move |s| {
+                std::future::ready(s.state.generation > known && s.state.generation > 0)
+            })
+            .map(|s| Ok(s.state.clone()));
         Ok(Response::new(Box::pin(stream)))
     }
 

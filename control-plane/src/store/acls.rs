@@ -58,16 +58,15 @@ impl Store {
     ) -> Result<Listing<AclRow>, StoreError> {
         let mut total = QueryBuilder::<Postgres>::new("SELECT count(*) FROM acl_rules WHERE true");
         push_filter(&mut total, f);
-        let (total,): (i64,) = total.build_query_as().fetch_one(self.pool()).await?;
-        let mut q =
-            QueryBuilder::<Postgres>::new(format!("SELECT {COLUMNS} FROM acl_rules WHERE true"));
+        let mut q = QueryBuilder::<Postgres>::new(format!(
+            "SELECT {COLUMNS}, count(*) OVER () AS total_count FROM acl_rules WHERE true"
+        ));
         push_filter(&mut q, f);
         q.push(" ORDER BY created_at, id LIMIT ")
             .push_bind(page.limit())
             .push(" OFFSET ")
             .push_bind(page.offset());
-        let items = q.build_query_as().fetch_all(self.pool()).await?;
-        Ok(Listing { items, total })
+        self.paged(q, total, page).await
     }
 
     pub async fn acls_of_user(&self, user_id: Uuid) -> Result<Vec<AclRow>, StoreError> {

@@ -12,15 +12,16 @@ pub(crate) mod workers;
 
 pub use acls::{AclFilter, AclPatch, NewAcl};
 pub use keys::SigningKeyRow;
-pub use paths::{NewPath, PathFilter, PathPatch};
+pub use paths::{NewPath, PathPatch};
 pub use snapshot::Snapshot;
 pub use users::{NewUser, UserFilter, UserPatch};
 pub use workers::{Registration, ReportUpdate, WorkerFilter};
 
 use std::time::Duration;
 
+use sqlx::postgres::PgRow;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{PgPool, Postgres, Transaction};
+use sqlx::{FromRow, PgPool, Postgres, QueryBuilder, Row, Transaction};
 use uuid::Uuid;
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
@@ -168,6 +169,33 @@ impl Store {
             .fetch_one(&self.pool)
             .await?;
         Ok(u64::try_from(g).unwrap_or(0))
+    }
+
+    /// Runs a list query that selects `count(*) OVER () AS total_count`; `count` answers the
+    /// total only when the page is empty (past the end), saving a round trip otherwise.
+    async fn paged<T>(
+        &self,
+        mut select: QueryBuilder<Postgres>,
+        mut count: QueryBuilder<Postgres>,
+        page: Page,
+    ) -> Result<Listing<T>, StoreError>
+    where
+        T: for<'r> FromRow<'r, PgRow> + Send + Unpin,
+    {
+        let rows = select.build().fetch_all(&self.pool).await?;
+        let total = match rows.first() {
+            Some(row) => row.try_get::<i64, _>("total_count")?,
+            None if page.page <= 1 => 0,
+            None => {
+                let (n,): (i64,) = count.build_query_as().fetch_one(&self.pool).await?;
+                n
+            }
+        };
+        let items = rows
+            .iter()
+            .map(T::from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Listing { items, total })
     }
 
     async fn begin(&self) -> Result<Transaction<'static, Postgres>, StoreError> {

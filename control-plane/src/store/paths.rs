@@ -2,8 +2,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{FromRow, Postgres, QueryBuilder};
 use uuid::Uuid;
 
-use super::users::escape_like;
-use super::{Actor, Listing, Page, Store, StoreError, audit, sql};
+use super::{Actor, Store, StoreError, audit, sql};
 use crate::domain::SourceKind;
 
 #[derive(Debug, Clone, FromRow)]
@@ -59,38 +58,11 @@ pub struct PathPatch {
     pub publisher_grace_ms: Option<i32>,
 }
 
-#[derive(Default)]
-pub struct PathFilter {
-    pub search: Option<String>,
-    pub source_kind: Option<SourceKind>,
-    /// true: only `~regex` patterns; false: only exact names.
-    pub regex: Option<bool>,
-}
-
 const COLUMNS: &str = "id, name, source_kind, source_url, source_on_demand, \
     source_on_demand_start_timeout_ms, source_on_demand_close_after_ms, max_readers, \
     override_publisher, record, publisher_grace_ms, created_at, updated_at, created_by, updated_by";
 
 impl Store {
-    pub async fn list_paths(
-        &self,
-        filter: &PathFilter,
-        page: Page,
-    ) -> Result<Listing<PathRow>, StoreError> {
-        let mut total = QueryBuilder::<Postgres>::new("SELECT count(*) FROM paths WHERE true");
-        push_filter(&mut total, filter);
-        let (total,): (i64,) = total.build_query_as().fetch_one(self.pool()).await?;
-        let mut q =
-            QueryBuilder::<Postgres>::new(format!("SELECT {COLUMNS} FROM paths WHERE true"));
-        push_filter(&mut q, filter);
-        q.push(" ORDER BY name COLLATE \"C\", id LIMIT ")
-            .push_bind(page.limit())
-            .push(" OFFSET ")
-            .push_bind(page.offset());
-        let items = q.build_query_as().fetch_all(self.pool()).await?;
-        Ok(Listing { items, total })
-    }
-
     pub async fn get_path(&self, name: &str) -> Result<PathRow, StoreError> {
         sqlx::query_as(sql(format!("SELECT {COLUMNS} FROM paths WHERE name = $1")))
             .bind(name)
@@ -213,24 +185,5 @@ impl Store {
         .await?;
         tx.commit().await?;
         Ok(())
-    }
-}
-
-fn push_filter(q: &mut QueryBuilder<Postgres>, f: &PathFilter) {
-    if let Some(s) = &f.search {
-        q.push(" AND name ILIKE ")
-            .push_bind(format!("%{}%", escape_like(s)));
-    }
-    if let Some(kind) = f.source_kind {
-        q.push(" AND source_kind = ").push_bind(kind.as_str());
-    }
-    match f.regex {
-        Some(true) => {
-            q.push(" AND name LIKE '~%'");
-        }
-        Some(false) => {
-            q.push(" AND name NOT LIKE '~%'");
-        }
-        None => {}
     }
 }

@@ -66,17 +66,16 @@ impl Store {
     ) -> Result<Listing<UserRow>, StoreError> {
         let mut total = QueryBuilder::<Postgres>::new("SELECT count(*) FROM users WHERE true");
         push_user_filter(&mut total, filter);
-        let (total,): (i64,) = total.build_query_as().fetch_one(self.pool()).await?;
 
-        let mut q =
-            QueryBuilder::<Postgres>::new(format!("SELECT {COLUMNS} FROM users WHERE true"));
+        let mut q = QueryBuilder::<Postgres>::new(format!(
+            "SELECT {COLUMNS}, count(*) OVER () AS total_count FROM users WHERE true"
+        ));
         push_user_filter(&mut q, filter);
         q.push(" ORDER BY username, id LIMIT ")
             .push_bind(page.limit())
             .push(" OFFSET ")
             .push_bind(page.offset());
-        let items = q.build_query_as().fetch_all(self.pool()).await?;
-        Ok(Listing { items, total })
+        self.paged(q, total, page).await
     }
 
     pub async fn get_user(&self, id: Uuid) -> Result<UserRow, StoreError> {

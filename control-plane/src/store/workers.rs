@@ -126,16 +126,15 @@ impl Store {
     ) -> Result<Listing<WorkerRow>, StoreError> {
         let mut total = QueryBuilder::<Postgres>::new("SELECT count(*) FROM workers WHERE true");
         push_filter(&mut total, f);
-        let (total,): (i64,) = total.build_query_as().fetch_one(self.pool()).await?;
-        let mut q =
-            QueryBuilder::<Postgres>::new(format!("SELECT {COLUMNS} FROM workers WHERE true"));
+        let mut q = QueryBuilder::<Postgres>::new(format!(
+            "SELECT {COLUMNS}, count(*) OVER () AS total_count FROM workers WHERE true"
+        ));
         push_filter(&mut q, f);
         q.push(" ORDER BY name, id LIMIT ")
             .push_bind(page.limit())
             .push(" OFFSET ")
             .push_bind(page.offset());
-        let items = q.build_query_as().fetch_all(self.pool()).await?;
-        Ok(Listing { items, total })
+        self.paged(q, total, page).await
     }
 
     pub async fn get_worker(&self, id: Uuid) -> Result<WorkerRow, StoreError> {
