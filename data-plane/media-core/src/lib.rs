@@ -1,5 +1,5 @@
-//! Sans-IO media logic for Streamplane workers: path names and rules, access decisions, and
-//! (to come) RTSP, SDP and RTP.
+//! Sans-IO media logic for Streamplane workers: path names and rules, access decisions, the RTSP
+//! wire format, SDP, RTP/RTCP, H.264/H.265 awareness and the GOP cache.
 //!
 //! Architecture invariant: this crate does no I/O and never reads the clock. It owns no
 //! sockets, files, tasks or timers; callers pass bytes, addresses and time in, and get
@@ -8,7 +8,14 @@
 #![forbid(unsafe_code)]
 
 pub mod acl;
+pub mod gop;
+pub mod h264;
+pub mod h265;
 pub mod path;
+pub mod rtcp;
+pub mod rtp;
+pub mod rtsp;
+pub mod sdp;
 
 pub use acl::{
     AclRule, Action, InvalidAction, InvalidNetwork, Principal, UserId, allowed, parse_network,
