@@ -9,6 +9,7 @@
 //! | `advertisedAddresses` | `STREAMPLANE_ADVERTISED_ADDRESSES` (a,b)  | none           |
 //! | `labels`              | `STREAMPLANE_LABELS` (`k=v,k2=v2`)        | none           |
 //! | `metricsAddress`      | `STREAMPLANE_METRICS_ADDRESS`, `MTX_METRICSADDRESS` | `:9998` |
+//! | `rtspAddress`         | `STREAMPLANE_RTSP_ADDRESS`, `MTX_RTSPADDRESS` | `:8554`      |
 //! | `logLevel`            | `STREAMPLANE_LOG_LEVEL`, `MTX_LOGLEVEL`   | `info`         |
 //! | `logFormat`           | `STREAMPLANE_LOG_FORMAT`                  | `text`         |
 //! | `reconnectBackoffMax` | `STREAMPLANE_RECONNECT_BACKOFF_MAX`       | `5s`           |
@@ -30,6 +31,8 @@ use tracing_subscriber::EnvFilter;
 
 pub const DEFAULT_METRICS_ADDRESS: SocketAddr =
     SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::UNSPECIFIED), 9998);
+pub const DEFAULT_RTSP_ADDRESS: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::UNSPECIFIED), 8554);
 pub const DEFAULT_RECONNECT_BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// The first reconnection delay; `reconnectBackoffMax` may not be shorter.
 pub const RECONNECT_BACKOFF_MIN: Duration = Duration::from_millis(100);
@@ -45,6 +48,8 @@ pub struct Config {
     pub advertised_addresses: Vec<String>,
     pub labels: BTreeMap<String, String>,
     pub metrics_address: SocketAddr,
+    /// RTSP over TCP (interleaved RTP).
+    pub rtsp_address: SocketAddr,
     /// A tracing filter directive: `RUST_LOG` when set, else `logLevel`.
     pub log_filter: String,
     pub log_format: LogFormat,
@@ -309,6 +314,9 @@ fn read(loader: &Loader, hostname: Option<String>, rust_log: Option<String>) -> 
     let metrics_address = root
         .get_with_env("metricsAddress", &["MTX_METRICSADDRESS"])
         .unwrap_or(DEFAULT_METRICS_ADDRESS);
+    let rtsp_address = root
+        .get_with_env("rtspAddress", &["MTX_RTSPADDRESS"])
+        .unwrap_or(DEFAULT_RTSP_ADDRESS);
     let log_level = root
         .get_with_env("logLevel", &["MTX_LOGLEVEL"])
         .unwrap_or(LogLevel::Info);
@@ -344,6 +352,7 @@ fn read(loader: &Loader, hostname: Option<String>, rust_log: Option<String>) -> 
         advertised_addresses,
         labels,
         metrics_address,
+        rtsp_address,
         log_filter,
         log_format,
         reconnect_backoff_max,
@@ -462,6 +471,7 @@ mod tests {
         assert_eq!(c.name, "host-1");
         assert_eq!(c.mode(), Mode::Standalone);
         assert_eq!(c.metrics_address, "0.0.0.0:9998".parse().unwrap());
+        assert_eq!(c.rtsp_address, "0.0.0.0:8554".parse().unwrap());
         assert_eq!(c.log_filter, "info");
         assert_eq!(c.log_format, LogFormat::Text);
         assert_eq!(c.reconnect_backoff_max, Duration::from_secs(5));
@@ -477,6 +487,7 @@ enrollmentToken: from-file
 advertisedAddresses: [rtsp://10.0.0.5:8554]
 labels: [region=eu-west, rack=r12]
 metricsAddress: 127.0.0.1:9000
+rtspAddress: 127.0.0.1:9001
 logFormat: json
 reconnectBackoffMax: 30s
 ";
@@ -487,6 +498,7 @@ reconnectBackoffMax: 30s
                 ("MTX_LOGLEVEL", "debug"),
                 ("STREAMPLANE_LABELS", "region=us, zone=b"),
                 ("STREAMPLANE_TYPO", "1"),
+                ("MTX_RTSPADDRESS", "127.0.0.1:8555"),
             ],
         )
         .unwrap();
@@ -502,6 +514,7 @@ reconnectBackoffMax: 30s
             [("region".into(), "us".into()), ("zone".into(), "b".into())]
         );
         assert_eq!(c.metrics_address, "127.0.0.1:9000".parse().unwrap());
+        assert_eq!(c.rtsp_address, "127.0.0.1:8555".parse().unwrap());
         assert_eq!(c.log_filter, "debug");
         assert_eq!(c.log_format, LogFormat::Json);
         assert_eq!(c.reconnect_backoff_max, Duration::from_secs(30));

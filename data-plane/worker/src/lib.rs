@@ -15,8 +15,10 @@ mod agent;
 mod backoff;
 pub mod config;
 mod http;
+pub mod media;
 mod metrics;
 pub mod report;
+pub mod rtsp;
 pub mod state;
 
 use std::sync::Arc;
@@ -33,6 +35,7 @@ pub use config::{Config, Mode};
 pub use http::{BindError, bind_metrics};
 pub use metrics::IgnoreReason;
 pub use report::{NothingRunning, ReportSource, Runtime};
+pub use rtsp::{RtspBindError, bind_rtsp};
 pub use state::{AppliedState, DesiredState, InvalidDesiredState, Offer, Tracker};
 
 /// The crate version, announced at registration and in `streamplane_worker_info`.
@@ -53,6 +56,7 @@ pub struct Worker {
     applied: watch::Sender<Arc<AppliedState>>,
     connected: watch::Sender<bool>,
     source: Arc<dyn ReportSource>,
+    rtsp: Option<(TcpListener, media::Registry)>,
 }
 
 impl Worker {
@@ -73,7 +77,17 @@ impl Worker {
             applied,
             connected,
             source: Arc::new(NothingRunning),
+            rtsp: None,
         }
+    }
+
+    /// Serves RTSP on `listener` (bound with [`bind_rtsp`]); reports then describe its paths
+    /// and sessions. Without it the worker serves no media.
+    pub fn with_rtsp_listener(mut self, listener: TcpListener) -> Self {
+        let registry = media::Registry::new(self.applied.subscribe());
+        self.source = Arc::new(registry.clone());
+        self.rtsp = Some((listener, registry));
+        self
     }
 
     /// Where reports get the running paths, sessions and counters from.
@@ -136,7 +150,12 @@ impl Worker {
             cancel.cancel();
             result.map_err(RunError::Http)
         };
-        let ((), result) = tokio::join!(agent_task, http_task);
+        let rtsp_task = async {
+            if let Some((listener, registry)) = self.rtsp {
+                rtsp::serve(listener, registry, cancel.clone()).await;
+            }
+        };
+        let ((), result, ()) = tokio::join!(agent_task, http_task, rtsp_task);
         result
     }
 }

@@ -65,6 +65,7 @@ fn main() -> ExitCode {
 
 async fn serve(config: Config) -> anyhow::Result<()> {
     let listener = streamplane_worker::bind_metrics(config.metrics_address).await?;
+    let rtsp_listener = streamplane_worker::bind_rtsp(config.rtsp_address).await?;
     let cancel = CancellationToken::new();
     tokio::spawn(cancel_on_signal(cancel.clone()));
     info!(
@@ -72,9 +73,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         name = %config.name,
         mode = config.mode().as_str(),
         metrics_address = %config.metrics_address,
+        rtsp_address = %config.rtsp_address,
         "worker starting"
     );
-    streamplane_worker::run(config, listener, cancel)
+    streamplane_worker::Worker::new(config)
+        .with_rtsp_listener(rtsp_listener)
+        .run(listener, cancel)
         .await
         .context("worker failed")?;
     info!("worker stopped");

@@ -1,0 +1,386 @@
+//! One published stream and its fan-out to readers.
+//!
+//! The publisher parses each RTP packet once ([`RtpPacket`] over the received `Bytes`) and
+//! hands it to [`Stream::publish`], which offers a reference-counted clone to every reader's
+//! bounded queue. A full queue never blocks the publisher: the reader's [`FrameGate`] drops
+//! whole frames (video resumes at the next keyframe) and the drop is counted.
+//!
+//! Architecture invariant: the fan-out lock is held only for non-blocking work (`try_send`,
+//! GOP cache updates), never across an `.await`.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use streamplane_media_core::gop::{Admit, FrameGate, GopCache, GopLimits, ResumeAt};
+use streamplane_media_core::rtp::RtpPacket;
+use streamplane_media_core::sdp::{Codec, Track};
+use streamplane_media_core::{h264, h265};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::report::{Counters, SessionReport, SessionRole};
+
+/// Packets a reader may have queued; about 2 s of a 4 Mbit/s stream of 1.4 KB packets.
+pub const READER_QUEUE: usize = 1024;
+/// Free slots a reader needs before a new video frame is started for it, so that frame can
+/// finish (x264 zerolatency keyframes at 720p span ~100 packets).
+const FRAME_HEADROOM: usize = 128;
+
+/// What a reader's connection writes: RTP or RTCP of one track, shared with every reader.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    pub track: usize,
+    pub rtcp: bool,
+    pub data: Bytes,
+}
+
+/// Live counters of one session, read by reports without locks.
+#[derive(Debug, Default)]
+pub struct SessionCounters {
+    pub bytes_received: AtomicU64,
+    pub bytes_sent: AtomicU64,
+    pub packets_received: AtomicU64,
+    pub packets_sent: AtomicU64,
+    pub frames_dropped: AtomicU64,
+    pub packets_dropped: AtomicU64,
+}
+
+impl SessionCounters {
+    pub fn snapshot(&self) -> Counters {
+        Counters {
+            bytes_received: self.bytes_received.load(Ordering::Relaxed),
+            bytes_sent: self.bytes_sent.load(Ordering::Relaxed),
+            packets_received: self.packets_received.load(Ordering::Relaxed),
+            packets_sent: self.packets_sent.load(Ordering::Relaxed),
+            packets_lost: 0,
+            frames_dropped: self.frames_dropped.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Who a session is, for reports and logs.
+#[derive(Debug)]
+pub struct SessionInfo {
+    pub id: String,
+    pub role: SessionRole,
+    pub remote: SocketAddr,
+    pub username: Option<String>,
+    pub started_at: DateTime<Utc>,
+    pub counters: SessionCounters,
+}
+
+impl SessionInfo {
+    pub fn new(
+        id: String,
+        role: SessionRole,
+        remote: SocketAddr,
+        username: Option<String>,
+    ) -> Arc<Self> {
+        Arc::new(SessionInfo {
+            id,
+            role,
+            remote,
+            username,
+            started_at: Utc::now(),
+            counters: SessionCounters::default(),
+        })
+    }
+
+    pub fn report(&self) -> SessionReport {
+        SessionReport {
+            id: self.id.clone(),
+            role: self.role,
+            protocol: "rtsp",
+            remote_address: self.remote,
+            username: self.username.clone(),
+            transport: "tcp",
+            counters: self.counters.snapshot(),
+            started_at: self.started_at,
+        }
+    }
+}
+
+/// How a track's packets are classified: which start a keyframe, and whether readers must
+/// resume at one after a drop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TrackKind {
+    H264,
+    H265,
+    Other,
+}
+
+impl TrackKind {
+    fn of(track: &Track) -> Self {
+        match track.codec {
+            Codec::H264(_) => TrackKind::H264,
+            Codec::H265(_) => TrackKind::H265,
+            _ => TrackKind::Other,
+        }
+    }
+
+    fn keyframe_start(self, payload: &[u8]) -> bool {
+        match self {
+            TrackKind::H264 => h264::is_keyframe_start(payload),
+            TrackKind::H265 => h265::is_keyframe_start(payload),
+            TrackKind::Other => false,
+        }
+    }
+
+    fn is_video(self) -> bool {
+        self != TrackKind::Other
+    }
+}
+
+struct Reader {
+    info: Arc<SessionInfo>,
+    tx: mpsc::Sender<Outgoing>,
+    /// One per track: frames are dropped per track, the queue is shared.
+    gates: Vec<FrameGate>,
+}
+
+struct Fanout {
+    gops: Vec<Option<GopCache>>,
+    /// The latest sender report per track. A new reader gets these before any RTP, so a
+    /// player maps timestamps to wall clock from its first packet on (ffmpeg otherwise
+    /// re-bases timestamps when the first report arrives, and they jump backwards).
+    sender_reports: Vec<Option<Bytes>>,
+    readers: Vec<Reader>,
+}
+
+/// A reader could not be attached.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SubscribeError {
+    #[error("the publisher has left")]
+    Closed,
+    #[error("the path already has its maximum of {max} readers")]
+    TooManyReaders { max: u32 },
+}
+
+/// What a new reader gets: its queue and, per track, the first packet it will receive when
+/// that is already known (from the GOP cache), for `RTP-Info`.
+pub struct Subscription {
+    pub rx: mpsc::Receiver<Outgoing>,
+    pub first: Vec<Option<(u16, u32)>>,
+}
+
+/// A stream on a path, owned by its publisher's session.
+pub struct Stream {
+    tracks: Vec<Track>,
+    kinds: Vec<TrackKind>,
+    publisher: Arc<SessionInfo>,
+    /// Set at RECORD: only then do readers see the stream.
+    ready: AtomicBool,
+    /// Cancelled when the publisher leaves or is replaced; readers' connections close.
+    closed: CancellationToken,
+    fanout: Mutex<Fanout>,
+}
+
+impl Stream {
+    pub fn new(tracks: Vec<Track>, publisher: Arc<SessionInfo>) -> Self {
+        let kinds: Vec<TrackKind> = tracks.iter().map(TrackKind::of).collect();
+        let count = tracks.len();
+        let gops = kinds
+            .iter()
+            .map(|k| k.is_video().then(|| GopCache::new(GopLimits::default())))
+            .collect();
+        Stream {
+            tracks,
+            kinds,
+            publisher,
+            ready: AtomicBool::new(false),
+            closed: CancellationToken::new(),
+            fanout: Mutex::new(Fanout {
+                gops,
+                sender_reports: vec![None; count],
+                readers: Vec::new(),
+            }),
+        }
+    }
+
+    pub fn tracks(&self) -> &[Track] {
+        &self.tracks
+    }
+
+    pub fn publisher(&self) -> &Arc<SessionInfo> {
+        &self.publisher
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    pub fn set_ready(&self) {
+        self.ready.store(true, Ordering::Release);
+    }
+
+    pub fn closed(&self) -> &CancellationToken {
+        &self.closed
+    }
+
+    /// Ends the stream: readers' queues close and their connections end.
+    pub fn close(&self) {
+        self.closed.cancel();
+        self.lock().readers.clear();
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Fanout> {
+        // A panic while holding the lock leaves only counters half-updated; keep serving.
+        self.fanout
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The reports of the readers attached now.
+    pub fn reader_reports(&self) -> Vec<SessionReport> {
+        self.lock()
+            .readers
+            .iter()
+            .map(|r| r.info.report())
+            .collect()
+    }
+
+    pub fn reader_count(&self) -> usize {
+        self.lock().readers.len()
+    }
+
+    /// Attaches a reader: its queue starts with the cached GOP of each video track, so it can
+    /// decode at once; tracks without a cached keyframe wait for the next one.
+    pub fn subscribe(
+        &self,
+        info: Arc<SessionInfo>,
+        max_readers: Option<u32>,
+    ) -> Result<Subscription, SubscribeError> {
+        let mut fanout = self.lock();
+        if self.closed.is_cancelled() {
+            return Err(SubscribeError::Closed);
+        }
+        if let Some(max) = max_readers
+            && fanout.readers.len() >= usize::try_from(max).unwrap_or(usize::MAX)
+        {
+            return Err(SubscribeError::TooManyReaders { max });
+        }
+        let cached: usize = fanout
+            .gops
+            .iter()
+            .flatten()
+            .map(|g| g.snapshot().len())
+            .sum();
+        let (tx, rx) = mpsc::channel(READER_QUEUE + cached + self.tracks.len());
+        for (track, report) in fanout.sender_reports.iter().enumerate() {
+            if let Some(data) = report {
+                let _ = tx.try_send(Outgoing {
+                    track,
+                    rtcp: true,
+                    data: data.clone(),
+                });
+            }
+        }
+        let mut gates = Vec::with_capacity(self.tracks.len());
+        let mut first = vec![None; self.tracks.len()];
+        for (track, kind) in self.kinds.iter().enumerate() {
+            let mut gate = if kind.is_video() {
+                FrameGate::new(ResumeAt::NextKeyframe, FRAME_HEADROOM)
+            } else {
+                FrameGate::new(ResumeAt::NextFrame, 1)
+            };
+            let snapshot = fanout.gops[track].as_ref().map(GopCache::snapshot);
+            match snapshot {
+                Some(packets) if !packets.is_empty() => {
+                    for packet in packets {
+                        // Cannot fail: the queue was sized for the whole cache.
+                        let _ = tx.try_send(Outgoing {
+                            track,
+                            rtcp: false,
+                            data: packet.to_bytes(),
+                        });
+                    }
+                    if let (Some(head), Some(last)) = (packets.first(), packets.last()) {
+                        first[track] = Some((head.sequence_number(), head.timestamp()));
+                        gate.continue_after(last);
+                    }
+                }
+                Some(_) => gate.wait_for_keyframe(),
+                None => {}
+            }
+            gates.push(gate);
+        }
+        fanout.readers.push(Reader { info, tx, gates });
+        Ok(Subscription { rx, first })
+    }
+
+    /// Offers an RTP packet of `track` to every reader; never waits.
+    pub fn publish(&self, track: usize, packet: &RtpPacket) {
+        let Some(kind) = self.kinds.get(track).copied() else {
+            return;
+        };
+        let keyframe = kind.keyframe_start(packet.payload());
+        let mut fanout = self.lock();
+        let Fanout { gops, readers, .. } = &mut *fanout;
+        if let Some(Some(gop)) = gops.get_mut(track) {
+            gop.push(packet, keyframe);
+        }
+        readers.retain_mut(|reader| {
+            let free = reader.tx.capacity();
+            let Some(gate) = reader.gates.get_mut(track) else {
+                return true;
+            };
+            let before = gate.stats();
+            match gate.admit(packet, keyframe, free) {
+                Admit::Send => {
+                    let out = Outgoing {
+                        track,
+                        rtcp: false,
+                        data: packet.to_bytes(),
+                    };
+                    match reader.tx.try_send(out) {
+                        Ok(()) => true,
+                        Err(mpsc::error::TrySendError::Full(_)) => {
+                            // The gate saw room; only a race with nothing else can fill it.
+                            reader
+                                .info
+                                .counters
+                                .packets_dropped
+                                .fetch_add(1, Ordering::Relaxed);
+                            true
+                        }
+                        Err(mpsc::error::TrySendError::Closed(_)) => false,
+                    }
+                }
+                Admit::Drop => {
+                    let after = gate.stats();
+                    let counters = &reader.info.counters;
+                    counters
+                        .frames_dropped
+                        .fetch_add(after.frames - before.frames, Ordering::Relaxed);
+                    counters.packets_dropped.fetch_add(1, Ordering::Relaxed);
+                    !reader.tx.is_closed()
+                }
+            }
+        });
+    }
+
+    /// Forwards the publisher's RTCP (sender reports, so players can sync tracks). RTP is
+    /// relayed with its SSRC unchanged, so the reports stay valid. Dropped when a queue is full.
+    pub fn publish_rtcp(&self, track: usize, data: Bytes) {
+        if track >= self.tracks.len() {
+            return;
+        }
+        let mut fanout = self.lock();
+        // A compound RTCP packet from a sender starts with its sender report (type 200).
+        if data.get(1) == Some(&200)
+            && let Some(slot) = fanout.sender_reports.get_mut(track)
+        {
+            *slot = Some(data.clone());
+        }
+        for reader in &fanout.readers {
+            let _ = reader.tx.try_send(Outgoing {
+                track,
+                rtcp: true,
+                data: data.clone(),
+            });
+        }
+    }
+}

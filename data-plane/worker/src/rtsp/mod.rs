@@ -1,0 +1,94 @@
+//! The RTSP server: RTSP 1.0 over TCP with RTP interleaved in the connection, for publishers
+//! (ANNOUNCE/SETUP/RECORD) and readers (DESCRIBE/SETUP/PLAY).
+//!
+//! Framing, headers, URLs and SDP come from media-core; this module moves bytes between
+//! sockets and those parsers and keeps the per-connection session state ([`conn`]).
+//!
+//! Architecture invariant: one tokio task per connection; nothing a client sends can panic or
+//! stall another connection: publishers never wait for readers (see [`crate::media::stream`]).
+
+mod auth;
+mod conn;
+mod session;
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument as _, debug, info_span, warn};
+
+use crate::media::Registry;
+
+/// The RTSP port cannot be bound.
+#[derive(Debug, thiserror::Error)]
+pub enum RtspBindError {
+    #[error(
+        "cannot listen on {addr} (rtspAddress): address already in use; \
+         set rtspAddress or STREAMPLANE_RTSP_ADDRESS to a free port"
+    )]
+    InUse { addr: SocketAddr },
+    #[error("cannot listen on {addr} (rtspAddress)")]
+    Other {
+        addr: SocketAddr,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Binds `rtspAddress`, before anything runs, so a busy port fails fast with its key.
+pub async fn bind_rtsp(addr: SocketAddr) -> Result<TcpListener, RtspBindError> {
+    TcpListener::bind(addr).await.map_err(|source| {
+        if source.kind() == io::ErrorKind::AddrInUse {
+            RtspBindError::InUse { addr }
+        } else {
+            RtspBindError::Other { addr, source }
+        }
+    })
+}
+
+/// What every connection shares.
+pub(crate) struct Shared {
+    pub registry: Registry,
+    pub auth: Arc<auth::Authenticator>,
+}
+
+/// Accepts connections until `cancel`, then waits for them to end (they watch `cancel` too).
+pub(crate) async fn serve(listener: TcpListener, registry: Registry, cancel: CancellationToken) {
+    let shared = Arc::new(Shared {
+        registry,
+        auth: auth::Authenticator::new(),
+    });
+    let mut connections = JoinSet::new();
+    loop {
+        let accepted = tokio::select! {
+            () = cancel.cancelled() => break,
+            accepted = listener.accept() => accepted,
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+        };
+        match accepted {
+            Ok((socket, peer)) => {
+                // Interleaved RTP is latency sensitive and written in batches already.
+                if let Err(e) = socket.set_nodelay(true) {
+                    debug!(%peer, error = %e, "cannot set TCP_NODELAY");
+                }
+                let span = info_span!("rtsp", %peer, path = tracing::field::Empty);
+                let shared = Arc::clone(&shared);
+                let cancel = cancel.clone();
+                connections.spawn(
+                    conn::Connection::new(shared, socket, peer)
+                        .run(cancel)
+                        .instrument(span),
+                );
+            }
+            Err(e) => {
+                // EMFILE and friends: back off briefly instead of spinning.
+                warn!(error = %e, "cannot accept an rtsp connection");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    }
+    while connections.join_next().await.is_some() {}
+}
