@@ -21,8 +21,12 @@ const PORT_RACE_RETRIES: usize = 3;
 /// Listen-address variables a [`Worker`] gets a free `127.0.0.1` port for by default, so parallel tests never
 /// fight over the worker's default ports. Add each new listener of the worker here (HLS, WebRTC, …); variables a
 /// binary does not know yet are only warned about.
-pub const WORKER_LISTEN_ENVS: [&str; 2] =
-    ["STREAMPLANE_METRICS_ADDRESS", "STREAMPLANE_RTSP_ADDRESS"];
+pub const WORKER_LISTEN_ENVS: [&str; 4] = [
+    "STREAMPLANE_METRICS_ADDRESS",
+    "STREAMPLANE_RTSP_ADDRESS",
+    "STREAMPLANE_RTP_ADDRESS",
+    "STREAMPLANE_RTCP_ADDRESS",
+];
 
 fn http_client() -> reqwest::Client {
     reqwest::Client::builder()

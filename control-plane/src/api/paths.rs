@@ -86,7 +86,8 @@ pub struct PathList {
 #[serde(deny_unknown_fields)]
 pub struct CreatePath {
     /// Exact name (`^[0-9a-zA-Z_\-/.]+$`, no leading or trailing `/`, no `.` or `..` segments)
-    /// or `~` followed by a regular expression.
+    /// or `~` followed by a regular expression. `all_others` (or `all`) is the catch-all that
+    /// workers try after every other path, as in MediaMTX.
     pub name: String,
     /// Defaults to `{"kind": "publisher"}`.
     pub source: Option<Source>,

@@ -151,7 +151,8 @@ impl Store {
         .bind(password_hash)
         .execute(&mut *tx)
         .await?;
-        // MediaMTX's defaults: anyone may publish, read and play back any path.
+        // MediaMTX's defaults: anyone may publish, read and play back any path (`all_others` is
+        // the catch-all workers try after every other path).
         for action in ["publish", "read", "playback"] {
             sqlx::query("INSERT INTO acl_rules (id, user_id, action, path_pattern) VALUES ($1, NULL, $2, '')")
                 .bind(Uuid::new_v4())
@@ -160,7 +161,7 @@ impl Store {
                 .await?;
         }
         sqlx::query(
-            "INSERT INTO paths (id, name, source_kind) VALUES ($1, '~^.*$', 'publisher') \
+            "INSERT INTO paths (id, name, source_kind) VALUES ($1, 'all_others', 'publisher') \
              ON CONFLICT (name) DO NOTHING",
         )
         .bind(Uuid::new_v4())
@@ -172,7 +173,7 @@ impl Store {
             "bootstrap",
             "user",
             &id.to_string(),
-            serde_json::json!({"username": username, "role": "admin", "default_acl": true, "default_path": "~^.*$"}),
+            serde_json::json!({"username": username, "role": "admin", "default_acl": true, "default_path": "all_others"}),
         )
         .await?;
         tx.commit().await?;

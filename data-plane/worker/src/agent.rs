@@ -280,7 +280,7 @@ impl Agent {
         match offer {
             Offer::Apply(desired) => {
                 let generation = desired.generation;
-                let paths = desired.paths.len();
+                let paths = desired.path_count();
                 self.state.send_replace(Arc::new(AppliedState {
                     desired,
                     applied_at: Some(Utc::now()),

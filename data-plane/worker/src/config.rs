@@ -10,6 +10,8 @@
 //! | `labels`              | `STREAMPLANE_LABELS` (`k=v,k2=v2`)        | none           |
 //! | `metricsAddress`      | `STREAMPLANE_METRICS_ADDRESS`, `MTX_METRICSADDRESS` | `:9998` |
 //! | `rtspAddress`         | `STREAMPLANE_RTSP_ADDRESS`, `MTX_RTSPADDRESS` | `:8554`      |
+//! | `rtpAddress`          | `STREAMPLANE_RTP_ADDRESS`, `MTX_RTPADDRESS` | `:8000`        |
+//! | `rtcpAddress`         | `STREAMPLANE_RTCP_ADDRESS`, `MTX_RTCPADDRESS` | `:8001`      |
 //! | `logLevel`            | `STREAMPLANE_LOG_LEVEL`, `MTX_LOGLEVEL`   | `info`         |
 //! | `logFormat`           | `STREAMPLANE_LOG_FORMAT`                  | `text`         |
 //! | `reconnectBackoffMax` | `STREAMPLANE_RECONNECT_BACKOFF_MAX`       | `5s`           |
@@ -17,6 +19,9 @@
 //! `labels` is a list of `key=value` strings (`labels: [region=eu-west, rack=r12]`), so the same
 //! text works in the file and in the variable; a value therefore cannot contain a comma when set
 //! through the environment. `RUST_LOG`, when set, replaces `logLevel` with a full tracing filter.
+//!
+//! Standalone mode also reads `paths`, `authInternalUsers` and MediaMTX's other top-level keys:
+//! see `standalone`.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -29,10 +34,16 @@ use tonic::metadata::{AsciiMetadataValue, MetadataValue};
 use tonic::transport::Uri;
 use tracing_subscriber::EnvFilter;
 
+use crate::state::DesiredState;
+
 pub const DEFAULT_METRICS_ADDRESS: SocketAddr =
     SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::UNSPECIFIED), 9998);
 pub const DEFAULT_RTSP_ADDRESS: SocketAddr =
     SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::UNSPECIFIED), 8554);
+pub const DEFAULT_RTP_ADDRESS: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::UNSPECIFIED), 8000);
+pub const DEFAULT_RTCP_ADDRESS: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::UNSPECIFIED), 8001);
 pub const DEFAULT_RECONNECT_BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// The first reconnection delay; `reconnectBackoffMax` may not be shorter.
 pub const RECONNECT_BACKOFF_MIN: Duration = Duration::from_millis(100);
@@ -50,10 +61,17 @@ pub struct Config {
     pub metrics_address: SocketAddr,
     /// RTSP over TCP (interleaved RTP).
     pub rtsp_address: SocketAddr,
+    /// RTP over UDP (server side of every UDP session); RTCP on `rtcp_address`, usually the
+    /// next port.
+    pub rtp_address: SocketAddr,
+    pub rtcp_address: SocketAddr,
     /// A tracing filter directive: `RUST_LOG` when set, else `logLevel`.
     pub log_filter: String,
     pub log_format: LogFormat,
     pub reconnect_backoff_max: Duration,
+    /// What standalone mode serves: `paths` and `authInternalUsers` (see `standalone`), or the
+    /// built-in defaults. Unused with a control plane.
+    pub standalone: DesiredState,
 }
 
 #[derive(Debug, Clone)]
@@ -317,6 +335,12 @@ fn read(loader: &Loader, hostname: Option<String>, rust_log: Option<String>) -> 
     let rtsp_address = root
         .get_with_env("rtspAddress", &["MTX_RTSPADDRESS"])
         .unwrap_or(DEFAULT_RTSP_ADDRESS);
+    let rtp_address = root
+        .get_with_env("rtpAddress", &["MTX_RTPADDRESS"])
+        .unwrap_or(DEFAULT_RTP_ADDRESS);
+    let rtcp_address = root
+        .get_with_env("rtcpAddress", &["MTX_RTCPADDRESS"])
+        .unwrap_or(DEFAULT_RTCP_ADDRESS);
     let log_level = root
         .get_with_env("logLevel", &["MTX_LOGLEVEL"])
         .unwrap_or(LogLevel::Info);
@@ -345,6 +369,8 @@ fn read(loader: &Loader, hostname: Option<String>, rust_log: Option<String>) -> 
         None => log_level.as_str().to_string(),
     };
 
+    let standalone = crate::standalone::read(&root, control_plane.is_some());
+    crate::standalone::read_mediamtx_keys(&root);
     root.finish();
     Some(Config {
         name: name?,
@@ -353,9 +379,12 @@ fn read(loader: &Loader, hostname: Option<String>, rust_log: Option<String>) -> 
         labels,
         metrics_address,
         rtsp_address,
+        rtp_address,
+        rtcp_address,
         log_filter,
         log_format,
         reconnect_backoff_max,
+        standalone,
     })
     .filter(|_| ok)
 }

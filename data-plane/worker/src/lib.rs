@@ -19,6 +19,7 @@ pub mod media;
 mod metrics;
 pub mod report;
 pub mod rtsp;
+mod standalone;
 pub mod state;
 
 use std::sync::Arc;
@@ -35,7 +36,7 @@ pub use config::{Config, Mode};
 pub use http::{BindError, bind_metrics};
 pub use metrics::IgnoreReason;
 pub use report::{NothingRunning, ReportSource, Runtime};
-pub use rtsp::{RtspBindError, bind_rtsp};
+pub use rtsp::{RtspBindError, UdpSockets, bind_rtsp, bind_udp};
 pub use state::{AppliedState, DesiredState, InvalidDesiredState, Offer, Tracker};
 
 /// The crate version, announced at registration and in `streamplane_worker_info`.
@@ -57,6 +58,7 @@ pub struct Worker {
     connected: watch::Sender<bool>,
     source: Arc<dyn ReportSource>,
     rtsp: Option<(TcpListener, media::Registry)>,
+    rtp_udp: Option<rtsp::UdpConfig>,
 }
 
 impl Worker {
@@ -65,9 +67,9 @@ impl Worker {
         let metrics = metrics::Metrics::register(&mut registry, VERSION, &config.name);
         let initial = match config.mode() {
             Mode::Managed => DesiredState::empty(),
-            Mode::Standalone => DesiredState::standalone_default(),
+            Mode::Standalone => config.standalone.clone(),
         };
-        metrics.set_state(initial.generation, initial.paths.len());
+        metrics.set_state(initial.generation, initial.path_count());
         let (applied, _) = watch::channel(Arc::new(AppliedState::initial(initial)));
         let (connected, _) = watch::channel(false);
         Worker {
@@ -78,6 +80,7 @@ impl Worker {
             connected,
             source: Arc::new(NothingRunning),
             rtsp: None,
+            rtp_udp: None,
         }
     }
 
@@ -87,6 +90,21 @@ impl Worker {
         let registry = media::Registry::new(self.applied.subscribe());
         self.source = Arc::new(registry.clone());
         self.rtsp = Some((listener, registry));
+        self
+    }
+
+    /// Also serves RTP/RTCP over UDP on `sockets` (bound with [`bind_udp`]).
+    pub fn with_rtp_sockets(mut self, sockets: UdpSockets) -> Self {
+        let invalid_rtp = prometheus_client::metrics::counter::Counter::default();
+        self.registry.register(
+            "streamplane_rtp_invalid_packets",
+            "RTP packets from publishers over UDP dropped as invalid",
+            invalid_rtp.clone(),
+        );
+        self.rtp_udp = Some(rtsp::UdpConfig {
+            sockets,
+            invalid_rtp,
+        });
         self
     }
 
@@ -126,11 +144,17 @@ impl Worker {
                 Arc::clone(&self.source),
             ))),
             None => {
+                let state = &self.config.standalone;
                 warn!(
                     name = %self.config.name,
+                    paths = state.path_count(),
+                    users = state.users.len(),
+                    acl_rules = state.acl.len(),
                     "standalone mode: no control plane configured; \
-                     any path is served and anyone may publish and read"
+                     paths and users come from the configuration file or the defaults \
+                     (any path, anyone may publish and read)"
                 );
+                standalone::log_limitations(state);
                 None
             }
         };
@@ -152,7 +176,7 @@ impl Worker {
         };
         let rtsp_task = async {
             if let Some((listener, registry)) = self.rtsp {
-                rtsp::serve(listener, registry, cancel.clone()).await;
+                rtsp::serve(listener, self.rtp_udp, registry, cancel.clone()).await;
             }
         };
         let ((), result, ()) = tokio::join!(agent_task, http_task, rtsp_task);

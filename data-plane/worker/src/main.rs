@@ -66,6 +66,7 @@ fn main() -> ExitCode {
 async fn serve(config: Config) -> anyhow::Result<()> {
     let listener = streamplane_worker::bind_metrics(config.metrics_address).await?;
     let rtsp_listener = streamplane_worker::bind_rtsp(config.rtsp_address).await?;
+    let rtp_sockets = streamplane_worker::bind_udp(config.rtp_address, config.rtcp_address).await?;
     let cancel = CancellationToken::new();
     tokio::spawn(cancel_on_signal(cancel.clone()));
     info!(
@@ -74,10 +75,13 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         mode = config.mode().as_str(),
         metrics_address = %config.metrics_address,
         rtsp_address = %config.rtsp_address,
+        rtp_address = %config.rtp_address,
+        rtcp_address = %config.rtcp_address,
         "worker starting"
     );
     streamplane_worker::Worker::new(config)
         .with_rtsp_listener(rtsp_listener)
+        .with_rtp_sockets(rtp_sockets)
         .run(listener, cancel)
         .await
         .context("worker failed")?;

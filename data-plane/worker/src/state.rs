@@ -13,8 +13,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use streamplane_config::Secret;
 use streamplane_media_core::{
-    AclRule, Action, DuplicatePattern, InvalidNetwork, InvalidPathPattern, PathPattern, PathRules,
-    UserId, parse_network,
+    AclRule, Action, DuplicatePattern, InvalidNetwork, InvalidPathPattern, PathName, PathPattern,
+    PathRules, UserId, parse_network,
 };
 use streamplane_proto::v1 as pb;
 
@@ -25,6 +25,8 @@ pub struct DesiredState {
     pub generation: u64,
     pub created_at: Option<DateTime<Utc>>,
     pub paths: PathRules<PathConfig>,
+    /// MediaMTX's `all_others` (or `all`): used when no pattern in `paths` matches.
+    pub fallback_path: Option<PathConfig>,
     pub users: Vec<User>,
     /// Allow-list: a request is granted when one rule matches.
     pub acl: Vec<AclRule>,
@@ -89,7 +91,8 @@ pub struct User {
     pub username: String,
     /// PHC string (argon2id). `Debug` prints `***`.
     pub password_hash: Secret,
-    pub role: UserRole,
+    /// API role; `None` for media-only users (cameras, players).
+    pub role: Option<UserRole>,
     pub disabled: bool,
 }
 
@@ -110,6 +113,8 @@ pub struct JwtPublicKey {
 /// Why a snapshot cannot be applied; names the offending entry.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum InvalidDesiredState {
+    #[error("both `all` and `all_others` are defined; keep one catch-all path")]
+    TwoCatchAlls,
     #[error("created_at {seconds}s {nanos}ns is not a valid time")]
     CreatedAt { seconds: i64, nanos: i32 },
     #[error("path {name:?} (id {id:?}): {source}")]
@@ -164,12 +169,23 @@ impl TryFrom<pb::DesiredState> for DesiredState {
                     })
             })
             .transpose()?;
-        let paths = s
-            .paths
-            .into_iter()
-            .map(path_entry)
-            .collect::<Result<Vec<_>, _>>()?;
-        let paths = PathRules::new(paths)?;
+        // MediaMTX's `all_others` / `all` are catch-alls tried after every other pattern.
+        let mut fallback_path = None;
+        let mut entries = Vec::with_capacity(s.paths.len());
+        for p in s.paths {
+            let (pattern, config) = path_entry(p)?;
+            match &pattern {
+                PathPattern::Exact(name)
+                    if crate::standalone::CATCH_ALL_NAMES.contains(&name.as_str()) =>
+                {
+                    if fallback_path.replace(config).is_some() {
+                        return Err(InvalidDesiredState::TwoCatchAlls);
+                    }
+                }
+                _ => entries.push((pattern, config)),
+            }
+        }
+        let paths = PathRules::new(entries)?;
         let users = users(s.users)?;
         let known: HashSet<&str> = users.iter().map(|u| u.id.as_str()).collect();
         let acl = s
@@ -186,6 +202,7 @@ impl TryFrom<pb::DesiredState> for DesiredState {
             generation: s.generation,
             created_at,
             paths,
+            fallback_path,
             users,
             acl,
             jwt_keys,
@@ -245,7 +262,7 @@ fn path_entry(p: pb::PathConfig) -> Result<(PathPattern, PathConfig), InvalidDes
 
 /// `scheme://rest`, with a scheme of letters, digits, `+`, `-` and `.`. Deliberately loose:
 /// source URLs of regex paths may hold `$G1` placeholders that are no valid URL yet.
-fn looks_like_url(url: &str) -> bool {
+pub(crate) fn looks_like_url(url: &str) -> bool {
     match url.split_once("://") {
         Some((scheme, rest)) => {
             scheme.starts_with(|c: char| c.is_ascii_alphabetic())
@@ -266,10 +283,11 @@ fn users(users: Vec<pb::User>) -> Result<Vec<User>, InvalidDesiredState> {
         .into_iter()
         .map(|u| {
             let role = match pb::UserRole::try_from(u.role) {
-                Ok(pb::UserRole::Admin) => UserRole::Admin,
-                Ok(pb::UserRole::Operator) => UserRole::Operator,
-                Ok(pb::UserRole::Viewer) => UserRole::Viewer,
-                Ok(pb::UserRole::Unspecified) | Err(_) => {
+                Ok(pb::UserRole::Admin) => Some(UserRole::Admin),
+                Ok(pb::UserRole::Operator) => Some(UserRole::Operator),
+                Ok(pb::UserRole::Viewer) => Some(UserRole::Viewer),
+                Ok(pb::UserRole::Unspecified) => None,
+                Err(_) => {
                     return Err(InvalidDesiredState::UserRole {
                         user_id: u.id,
                         value: u.role,
@@ -366,12 +384,26 @@ fn jwt_key(k: pb::JwtPublicKey) -> Result<JwtPublicKey, InvalidDesiredState> {
 }
 
 impl DesiredState {
+    /// The configuration of `name`: `paths` in MediaMTX order, then `fallback_path`.
+    pub fn find_path(&self, name: &PathName) -> Option<&PathConfig> {
+        self.paths
+            .find(name)
+            .map(|(_, config)| config)
+            .or(self.fallback_path.as_ref())
+    }
+
+    /// Configured path entries, the fallback included.
+    pub fn path_count(&self) -> usize {
+        self.paths.len() + usize::from(self.fallback_path.is_some())
+    }
+
     /// Managed mode before the first snapshot: nothing is served until the control plane says so.
     pub fn empty() -> Self {
         DesiredState {
             generation: 0,
             created_at: None,
             paths: PathRules::default(),
+            fallback_path: None,
             users: Vec::new(),
             acl: Vec::new(),
             jwt_keys: Vec::new(),

@@ -96,7 +96,7 @@ fn converts_a_full_snapshot() {
     let (_, cam) = s.paths.find(&"cam1".parse().unwrap()).unwrap();
     assert_eq!(cam.source, Source::Publisher);
     assert_eq!(cam.max_readers, None, "0 means unlimited");
-    assert_eq!(s.users[0].role, UserRole::Operator);
+    assert_eq!(s.users[0].role, Some(UserRole::Operator));
     assert!(!format!("{:?}", s.users[0]).contains("argon2"));
     assert_eq!(s.acl.len(), 2);
     assert_eq!(s.acl[0].user, Some(UserId::new("u1")));
@@ -241,4 +241,24 @@ fn standalone_default_lets_anyone_publish_and_read_anything() {
     assert!(allowed(&s.acl, &anon, Action::Metrics, None, local));
     let empty = DesiredState::empty();
     assert!(empty.paths.is_empty() && empty.acl.is_empty());
+}
+
+#[test]
+fn all_others_is_tried_after_every_regex() {
+    let s = DesiredState::try_from(snapshot(
+        3,
+        vec![path("all_others"), path("~^cam(\\d+)$"), path("live")],
+    ))
+    .unwrap();
+    let find = |n: &str| {
+        let name = PathName::parse(n.to_string()).unwrap();
+        s.find_path(&name).map(|c| c.id.clone())
+    };
+    assert_eq!(find("cam1").as_deref(), Some("id-~^cam(\\d+)$"));
+    assert_eq!(find("live").as_deref(), Some("id-live"));
+    assert_eq!(find("other").as_deref(), Some("id-all_others"));
+    assert!(matches!(
+        DesiredState::try_from(snapshot(4, vec![path("all"), path("all_others")])),
+        Err(InvalidDesiredState::TwoCatchAlls)
+    ));
 }

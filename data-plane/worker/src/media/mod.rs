@@ -61,14 +61,10 @@ impl Registry {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// The configuration of `path`: exact name first, then patterns (see `PathRules::find`).
+    /// The configuration of `path`: exact name, patterns, then the catch-all (see `find_path`).
     pub fn resolve(&self, path: &PathName) -> Option<PathConfig> {
         let applied = self.desired();
-        applied
-            .desired
-            .paths
-            .find(path)
-            .map(|(_, config)| config.clone())
+        applied.desired.find_path(path).cloned()
     }
 
     /// Makes `stream` the publisher's stream on `path` (not yet ready for readers).

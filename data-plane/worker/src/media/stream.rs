@@ -46,6 +46,8 @@ pub struct SessionCounters {
     pub packets_sent: AtomicU64,
     pub frames_dropped: AtomicU64,
     pub packets_dropped: AtomicU64,
+    /// A reader's losses as its RTCP receiver reports tell them (sum over tracks).
+    pub packets_lost: AtomicU64,
 }
 
 impl SessionCounters {
@@ -55,7 +57,7 @@ impl SessionCounters {
             bytes_sent: self.bytes_sent.load(Ordering::Relaxed),
             packets_received: self.packets_received.load(Ordering::Relaxed),
             packets_sent: self.packets_sent.load(Ordering::Relaxed),
-            packets_lost: 0,
+            packets_lost: self.packets_lost.load(Ordering::Relaxed),
             frames_dropped: self.frames_dropped.load(Ordering::Relaxed),
         }
     }
@@ -70,6 +72,8 @@ pub struct SessionInfo {
     pub username: Option<String>,
     pub started_at: DateTime<Utc>,
     pub counters: SessionCounters,
+    /// Whether the session's RTP goes over UDP (else TCP interleaved), for reports.
+    pub udp: AtomicBool,
 }
 
 impl SessionInfo {
@@ -86,6 +90,7 @@ impl SessionInfo {
             username,
             started_at: Utc::now(),
             counters: SessionCounters::default(),
+            udp: AtomicBool::new(false),
         })
     }
 
@@ -96,7 +101,11 @@ impl SessionInfo {
             protocol: "rtsp",
             remote_address: self.remote,
             username: self.username.clone(),
-            transport: "tcp",
+            transport: if self.udp.load(Ordering::Relaxed) {
+                "udp"
+            } else {
+                "tcp"
+            },
             counters: self.counters.snapshot(),
             started_at: self.started_at,
         }
@@ -175,8 +184,13 @@ pub struct Stream {
     ready: AtomicBool,
     /// Cancelled when the publisher leaves or is replaced; readers' connections close.
     closed: CancellationToken,
+    /// Per track, the SSRC of the latest RTP packet (`NO_SSRC` before the first), for the
+    /// `ssrc` of UDP readers' `Transport`.
+    ssrcs: Vec<AtomicU64>,
     fanout: Mutex<Fanout>,
 }
+
+const NO_SSRC: u64 = u64::MAX;
 
 impl Stream {
     pub fn new(tracks: Vec<Track>, publisher: Arc<SessionInfo>) -> Self {
@@ -192,6 +206,7 @@ impl Stream {
             publisher,
             ready: AtomicBool::new(false),
             closed: CancellationToken::new(),
+            ssrcs: (0..count).map(|_| AtomicU64::new(NO_SSRC)).collect(),
             fanout: Mutex::new(Fanout {
                 gops,
                 sender_reports: vec![None; count],
@@ -214,6 +229,12 @@ impl Stream {
 
     pub fn set_ready(&self) {
         self.ready.store(true, Ordering::Release);
+    }
+
+    /// The SSRC the publisher uses on `track`, once a packet arrived.
+    pub fn ssrc(&self, track: usize) -> Option<u32> {
+        let value = self.ssrcs.get(track)?.load(Ordering::Relaxed);
+        u32::try_from(value).ok()
     }
 
     pub fn closed(&self) -> &CancellationToken {
@@ -317,6 +338,9 @@ impl Stream {
             return;
         };
         let keyframe = kind.keyframe_start(packet.payload());
+        if let Some(ssrc) = self.ssrcs.get(track) {
+            ssrc.store(u64::from(packet.ssrc().0), Ordering::Relaxed);
+        }
         let mut fanout = self.lock();
         let Fanout { gops, readers, .. } = &mut *fanout;
         if let Some(Some(gop)) = gops.get_mut(track) {

@@ -24,6 +24,7 @@ use tracing::{debug, info, warn};
 
 use super::Shared;
 use super::auth::Granted;
+use super::udp;
 use crate::media::{Outgoing, SessionInfo, Stream};
 
 /// A connection without a streaming session is closed after this long without a request.
@@ -38,8 +39,25 @@ pub(super) struct Session {
     pub info: Arc<SessionInfo>,
     pub stream: Arc<Stream>,
     pub role: Role,
-    /// Per track: its RTP channel (RTCP is the next one), once set up.
+    /// Per track: its RTP channel (RTCP is the next one), once set up over TCP.
     pub channels: Vec<Option<u8>>,
+    /// Per track: the client's RTP and RTCP ports, once set up over UDP.
+    pub udp_ports: Vec<Option<(u16, u16)>>,
+    /// The UDP demultiplexer's entries for this session, removed when it ends.
+    pub udp_routes: Vec<udp::RouteGuard>,
+    /// A UDP reader's state, created at its first SETUP.
+    pub udp_reader: Option<Arc<udp::UdpReader>>,
+}
+
+impl Session {
+    pub fn is_set_up(&self, track: usize) -> bool {
+        matches!(self.channels.get(track), Some(Some(_)))
+            || matches!(self.udp_ports.get(track), Some(Some(_)))
+    }
+
+    pub fn uses_udp(&self) -> bool {
+        self.udp_ports.iter().any(Option::is_some)
+    }
 }
 
 pub(super) enum Role {
@@ -100,7 +118,19 @@ impl Connection {
         debug!("connection opened");
         let reason = self.serve(&mut reader, &mut writer, cancel).await;
         if let Some(session) = self.session.take() {
-            if let Role::Publish { .. } = session.role {
+            if let Some(reader) = &session.udp_reader {
+                // A playing UDP reader goes on without its connection (see `udp`).
+                reader.detach();
+            }
+            if let (Some(reader), Role::Read { playing: true }) =
+                (&session.udp_reader, &session.role)
+                && !reader.stop.is_cancelled()
+            {
+                info!(
+                    reason,
+                    "reader's connection closed; its udp session goes on"
+                );
+            } else if let Role::Publish { .. } = session.role {
                 self.shared.registry.release(&session.path, &session.stream);
                 info!(reason, "publisher left");
             } else {

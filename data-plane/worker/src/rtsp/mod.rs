@@ -1,5 +1,5 @@
-//! The RTSP server: RTSP 1.0 over TCP with RTP interleaved in the connection, for publishers
-//! (ANNOUNCE/SETUP/RECORD) and readers (DESCRIBE/SETUP/PLAY).
+//! The RTSP server: RTSP 1.0 over TCP with RTP interleaved in the connection or over UDP
+//! unicast ([`udp`]), for publishers (ANNOUNCE/SETUP/RECORD) and readers (DESCRIBE/SETUP/PLAY).
 //!
 //! Framing, headers, URLs and SDP come from media-core; this module moves bytes between
 //! sockets and those parsers and keeps the per-connection session state ([`conn`]).
@@ -9,7 +9,10 @@
 
 mod auth;
 mod conn;
+mod digest;
+mod jwt;
 mod session;
+mod udp;
 
 use std::io;
 use std::net::SocketAddr;
@@ -21,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument as _, debug, info_span, warn};
 
 use crate::media::Registry;
+pub use udp::{UdpSockets, bind_udp};
 
 /// The RTSP port cannot be bound.
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +37,22 @@ pub enum RtspBindError {
     #[error("cannot listen on {addr} (rtspAddress)")]
     Other {
         addr: SocketAddr,
+        #[source]
+        source: io::Error,
+    },
+    #[error(
+        "cannot listen on {addr} ({key}, udp): address already in use; \
+         set {key} or {env} to a free port"
+    )]
+    UdpInUse {
+        addr: SocketAddr,
+        key: &'static str,
+        env: &'static str,
+    },
+    #[error("cannot listen on {addr} ({key}, udp)")]
+    UdpOther {
+        addr: SocketAddr,
+        key: &'static str,
         #[source]
         source: io::Error,
     },
@@ -53,13 +73,39 @@ pub async fn bind_rtsp(addr: SocketAddr) -> Result<TcpListener, RtspBindError> {
 pub(crate) struct Shared {
     pub registry: Registry,
     pub auth: Arc<auth::Authenticator>,
+    /// `None` without UDP sockets: UDP SETUPs then get 461.
+    pub udp: Option<Arc<udp::Udp>>,
+    /// Server shutdown, for tasks that outlive their connection (UDP readers).
+    pub shutdown: CancellationToken,
+}
+
+/// RTP over UDP: the bound sockets and the counter of invalid RTP packets received on them.
+pub(crate) struct UdpConfig {
+    pub sockets: UdpSockets,
+    pub invalid_rtp: prometheus_client::metrics::counter::Counter,
 }
 
 /// Accepts connections until `cancel`, then waits for them to end (they watch `cancel` too).
-pub(crate) async fn serve(listener: TcpListener, registry: Registry, cancel: CancellationToken) {
+pub(crate) async fn serve(
+    listener: TcpListener,
+    udp: Option<UdpConfig>,
+    registry: Registry,
+    cancel: CancellationToken,
+) {
+    let udp = match udp.map(|u| udp::Udp::new(u.sockets, u.invalid_rtp)) {
+        Some(Ok(udp)) => Some(Arc::new(udp)),
+        Some(Err(e)) => {
+            warn!(error = %e, "udp sockets unusable; serving rtp over tcp only");
+            None
+        }
+        None => None,
+    };
+    let udp_task = udp.clone().map(|u| tokio::spawn(u.run(cancel.clone())));
     let shared = Arc::new(Shared {
         registry,
         auth: auth::Authenticator::new(),
+        udp,
+        shutdown: cancel.clone(),
     });
     let mut connections = JoinSet::new();
     loop {
@@ -91,4 +137,7 @@ pub(crate) async fn serve(listener: TcpListener, registry: Registry, cancel: Can
         }
     }
     while connections.join_next().await.is_some() {}
+    if let Some(task) = udp_task {
+        let _ = task.await;
+    }
 }

@@ -2,7 +2,8 @@
 //!
 //! Publish: ANNOUNCE → SETUP (one per track, `mode=record`) → RECORD.
 //! Read: DESCRIBE (optional) → SETUP (one or more tracks) → PLAY.
-//! Only RTP over TCP (interleaved) is offered; UDP SETUPs get 461.
+//! RTP over TCP (interleaved) and, with UDP sockets, over UDP unicast (`client_port`); one
+//! transport per session. Multicast SETUPs get 461.
 
 use std::sync::Arc;
 
@@ -16,8 +17,9 @@ use streamplane_media_core::sdp::SessionDescription;
 use streamplane_media_core::{Action, PathName};
 use tracing::{debug, info, warn};
 
-use super::auth::{CHALLENGE, Denied, Granted};
+use super::auth::{Denied, Granted};
 use super::conn::{Connection, Next, Role, SESSION_TIMEOUT, Session};
+use super::udp::{Dest, Route, UdpReader, spawn_reader};
 use crate::media::{PublishError, SessionInfo, Stream, SubscribeError};
 use crate::report::SessionRole;
 
@@ -28,14 +30,15 @@ const PUBLIC: &str =
 struct Refusal {
     status: StatusCode,
     reason: String,
-    challenge: bool,
+    /// `WWW-Authenticate` values to send (401 only).
+    challenge: Vec<String>,
 }
 
 fn refuse(status: StatusCode, reason: impl Into<String>) -> Refusal {
     Refusal {
         status,
         reason: reason.into(),
-        challenge: false,
+        challenge: Vec::new(),
     }
 }
 
@@ -51,6 +54,9 @@ impl Connection {
     /// Answers one request; never fails, misuse becomes an error status.
     pub(super) async fn handle(&mut self, request: &Request) -> (Response, Next) {
         let method = request.method.clone();
+        if let Some(answer) = self.foreign_session(request) {
+            return answer;
+        }
         let result = match self.check_session(request) {
             Err(refusal) => Err(refusal),
             Ok(()) => match method {
@@ -66,7 +72,13 @@ impl Connection {
                 Method::GetParameter | Method::SetParameter => {
                     Ok((self.ok(request), Next::Continue))
                 }
-                Method::Teardown => Ok((self.ok(request), Next::Close)),
+                Method::Teardown => {
+                    if let Some(reader) = self.session.as_ref().and_then(|s| s.udp_reader.as_ref())
+                    {
+                        reader.stop.cancel();
+                    }
+                    Ok((self.ok(request), Next::Close))
+                }
                 _ => Err(refuse(
                     StatusCode::NotImplemented,
                     format!("method {} is not supported", <&str>::from(&method)),
@@ -87,8 +99,10 @@ impl Connection {
                     );
                 }
                 let mut response = respond_to(request, refusal.status);
-                if refusal.challenge {
-                    response = response.with_header(names::WWW_AUTHENTICATE, CHALLENGE);
+                if !refusal.challenge.is_empty() {
+                    for value in refusal.challenge {
+                        response = response.with_header(names::WWW_AUTHENTICATE, value);
+                    }
                 } else if !refusal.reason.is_empty() {
                     response = response
                         .with_header(names::CONTENT_TYPE, "text/plain")
@@ -97,6 +111,31 @@ impl Connection {
                 (response, Next::Continue)
             }
         }
+    }
+
+    /// A request naming a playing UDP reader's session from another connection (or after its
+    /// own closed): keep-alives keep it, TEARDOWN ends it.
+    fn foreign_session(&self, request: &Request) -> Option<(Response, Next)> {
+        let header = SessionHeader::from_headers(&request.headers).ok()??;
+        if self.session.as_ref().is_some_and(|s| s.id == header.id) {
+            return None;
+        }
+        let reader = self.shared.udp.as_ref()?.reader(&header.id)?;
+        let response = match request.method {
+            Method::Options | Method::GetParameter | Method::SetParameter => {
+                reader.touch();
+                respond_to(request, StatusCode::Ok)
+            }
+            Method::Teardown => {
+                reader.stop.cancel();
+                respond_to(request, StatusCode::Ok)
+            }
+            _ => respond_to(request, StatusCode::MethodNotValidInThisState),
+        };
+        Some((
+            response.with_header(names::SESSION, header.to_string()),
+            Next::Continue,
+        ))
     }
 
     /// A `Session` header must name this connection's session.
@@ -168,12 +207,11 @@ impl Connection {
             return Ok(granted.clone());
         }
         let applied = self.shared.registry.desired();
-        let authorization = request.header(&names::AUTHORIZATION);
         let ip = self.peer.ip();
         match self
             .shared
             .auth
-            .check(&applied.desired, action, path, ip, authorization)
+            .check(&applied.desired, action, path, ip, request)
             .await
         {
             Ok(granted) => {
@@ -194,7 +232,7 @@ impl Connection {
                 Err(Refusal {
                     status: StatusCode::Unauthorized,
                     reason: String::new(),
-                    challenge: true,
+                    challenge: self.shared.auth.challenges(&applied.desired, &reason),
                 })
             }
         }
@@ -267,6 +305,9 @@ impl Connection {
                 recording: false,
             },
             channels: vec![None; count],
+            udp_ports: vec![None; count],
+            udp_routes: Vec::new(),
+            udp_reader: None,
         });
         Ok((self.ok(request), Next::Continue))
     }
@@ -278,14 +319,19 @@ impl Connection {
             .ok_or(HeaderError::Missing {
                 header: "Transport",
             })?;
+        let udp_available = self.shared.udp.is_some();
         let spec = choose_transport(value, |s| {
-            s.lower == LowerTransport::Tcp && s.profile == Profile::Avp && !s.is_multicast()
+            let lower = match s.lower {
+                LowerTransport::Tcp => true,
+                LowerTransport::Udp => udp_available && s.client_port.is_some(),
+            };
+            lower && s.profile == Profile::Avp && !s.is_multicast()
         })
         .map_err(|e| match e {
             HeaderError::NoAcceptableTransport { .. } => refuse(
                 StatusCode::UnsupportedTransport,
-                "only RTP/AVP/TCP (interleaved) is supported for now; \
-                 use rtsp_transport tcp (ffmpeg) or protocols=tcp (GStreamer)",
+                "only RTP/AVP over TCP (interleaved) or UDP unicast (with client_port) \
+                 is supported",
             ),
             other => other.into(),
         })?;
@@ -327,9 +373,18 @@ impl Connection {
                 ));
             }
         };
+        if spec.lower == LowerTransport::Udp {
+            return self.setup_udp(request, &spec, track);
+        }
         let Some(session) = &mut self.session else {
             return Err(refuse(StatusCode::InternalServerError, "no session"));
         };
+        if session.uses_udp() {
+            return Err(refuse(
+                StatusCode::UnsupportedTransport,
+                "all tracks of a session must use one transport (this one uses UDP)",
+            ));
+        }
         let pair = match spec.interleaved {
             Some(pair) => pair,
             None => {
@@ -355,6 +410,80 @@ impl Connection {
         let mut answer = TransportSpec::new(Profile::Avp, LowerTransport::Tcp);
         answer.delivery = Some(streamplane_media_core::rtsp::Delivery::Unicast);
         answer.interleaved = Some(pair);
+        answer.mode = spec.mode;
+        let response = self
+            .ok(request)
+            .with_header(names::TRANSPORT, answer.to_string());
+        Ok((response, Next::Continue))
+    }
+
+    /// The rest of a UDP SETUP of `track`: routes the client's ports to the session and answers
+    /// with our ports.
+    fn setup_udp(&mut self, request: &Request, spec: &TransportSpec, track: usize) -> Handled {
+        let (Some(udp), Some(client)) = (self.shared.udp.clone(), spec.client_port) else {
+            return Err(refuse(
+                StatusCode::UnsupportedTransport,
+                "UDP is not served",
+            ));
+        };
+        let ip = self.peer.ip();
+        let Some(session) = &mut self.session else {
+            return Err(refuse(StatusCode::InternalServerError, "no session"));
+        };
+        if session.channels.iter().any(Option::is_some) {
+            return Err(refuse(
+                StatusCode::UnsupportedTransport,
+                "all tracks of a session must use one transport (this one uses TCP)",
+            ));
+        }
+        if client.0 == 0 || client.1 == 0 {
+            return Err(refuse(
+                StatusCode::BadRequest,
+                "client_port must name two non-zero ports",
+            ));
+        }
+        let route = match &session.role {
+            Role::Publish { .. } => Route::Publish {
+                stream: Arc::clone(&session.stream),
+                track,
+            },
+            Role::Read { .. } => {
+                let count = session.channels.len();
+                let reader = session.udp_reader.get_or_insert_with(|| {
+                    UdpReader::new(session.id.clone(), Arc::clone(&session.info), count)
+                });
+                Route::Read {
+                    reader: Arc::clone(reader),
+                    track,
+                }
+            }
+        };
+        if session.udp_ports.get(track).copied().flatten() != Some(client) {
+            let guard = udp.register(ip, client, route).ok_or_else(|| {
+                refuse(
+                    StatusCode::BadRequest,
+                    format!(
+                        "client ports {}-{} of {ip} are already in use by another session",
+                        client.0, client.1
+                    ),
+                )
+            })?;
+            session.udp_routes.push(guard);
+        }
+        if let Some(slot) = session.udp_ports.get_mut(track) {
+            *slot = Some(client);
+        }
+        session
+            .info
+            .udp
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        let mut answer = TransportSpec::new(Profile::Avp, LowerTransport::Udp);
+        answer.delivery = Some(streamplane_media_core::rtsp::Delivery::Unicast);
+        answer.client_port = Some(client);
+        answer.server_port = Some(udp.ports);
+        if let Role::Read { .. } = session.role {
+            answer.ssrc = session.stream.ssrc(track);
+        }
         answer.mode = spec.mode;
         let response = self
             .ok(request)
@@ -396,6 +525,9 @@ impl Connection {
                 stream,
                 role: Role::Read { playing: false },
                 channels: vec![None; count],
+                udp_ports: vec![None; count],
+                udp_routes: Vec::new(),
+                udp_reader: None,
             });
         }
         let count = self.session.as_ref().map_or(0, |s| s.channels.len());
@@ -445,12 +577,9 @@ impl Connection {
                 }
             })?;
         let base = url.url_for(session.path.as_str());
-        let rtp_info: Vec<RtpInfoEntry> = session
-            .channels
-            .iter()
-            .enumerate()
-            .filter(|(_, c)| c.is_some())
-            .map(|(i, _)| {
+        let rtp_info: Vec<RtpInfoEntry> = (0..session.channels.len())
+            .filter(|&i| session.is_set_up(i))
+            .map(|i| {
                 let first = subscription.first.get(i).copied().flatten();
                 RtpInfoEntry {
                     url: format!("{base}/trackID={i}"),
@@ -460,7 +589,26 @@ impl Connection {
             })
             .collect();
         session.role = Role::Read { playing: true };
-        self.queue = Some(subscription.rx);
+        match (&self.shared.udp, &session.udp_reader) {
+            (Some(udp), Some(reader)) => {
+                let ip = self.peer.ip();
+                let dests = session
+                    .udp_ports
+                    .iter()
+                    .map(|p| p.map(|client| Dest::new(ip, client)))
+                    .collect();
+                spawn_reader(
+                    Arc::clone(udp),
+                    Arc::clone(reader),
+                    dests,
+                    subscription.rx,
+                    session.stream.closed().clone(),
+                    std::mem::take(&mut session.udp_routes),
+                    self.shared.shutdown.clone(),
+                );
+            }
+            _ => self.queue = Some(subscription.rx),
+        }
         info!(session = %session.id, "reader started");
         let response = self
             .ok(request)
@@ -490,7 +638,7 @@ impl Connection {
                 ));
             }
         }
-        if session.channels.iter().any(Option::is_none) {
+        if (0..session.channels.len()).any(|i| !session.is_set_up(i)) {
             return Err(refuse(
                 StatusCode::BadRequest,
                 "not all announced tracks have been set up",

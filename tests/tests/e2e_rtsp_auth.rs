@@ -1,0 +1,314 @@
+//! The RTSP auth matrix end to end: the real control plane (users, ACL rules and tokens through
+//! REST), a real worker following it, and ffmpeg publishing and reading with right, wrong and
+//! missing credentials, a control-plane JWT as `?token=`, and an ACL change taking effect on
+//! the next session without restarting the worker.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::PathBuf;
+use std::process::ExitStatus;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use serde_json::{Value, json};
+use streamplane_testkit::{ControlPlane, Process, Worker, eventually};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpStream;
+
+const RTSP: &str = "STREAMPLANE_RTSP_ADDRESS";
+const DEADLINE: Duration = Duration::from_secs(60);
+const CAM_PASSWORD: &str = "cam-secret-1";
+const VIEWER_PASSWORD: &str = "viewer-secret-1";
+
+/// A 10 s H.264 + AAC clip, made once per run (as `data-plane/worker/tests/rtsp_tcp.rs`).
+fn clip() -> PathBuf {
+    static CLIP: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
+    let (_, path) = CLIP.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("clip.mp4");
+        let status = std::process::Command::new("ffmpeg")
+            .args(["-hide_banner", "-v", "error", "-f", "lavfi", "-i"])
+            .arg("testsrc2=size=640x360:rate=30")
+            .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
+            .args(["-t", "10", "-c:v", "libx264", "-preset", "veryfast"])
+            .args(["-tune", "zerolatency", "-g", "30", "-c:a", "aac"])
+            .args(["-shortest"])
+            .arg(&path)
+            .status()
+            .expect("ffmpeg is installed");
+        assert!(status.success(), "ffmpeg could not make the test clip");
+        (dir, path)
+    });
+    path.clone()
+}
+
+struct Api<'a> {
+    cp: &'a ControlPlane,
+    token: String,
+}
+
+impl Api<'_> {
+    async fn send(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        let mut req = self
+            .cp
+            .http()
+            .request(method.clone(), self.cp.url(path))
+            .bearer_auth(&self.token);
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status();
+        let text = resp.text().await.unwrap();
+        assert!(status.is_success(), "{method} {path}: {status}: {text}");
+        serde_json::from_str(&text).unwrap_or(Value::Null)
+    }
+
+    async fn create_user(&self, username: &str, password: &str) -> String {
+        // Media-only users: no API role, access through ACL rules alone.
+        let user = self
+            .send(
+                reqwest::Method::POST,
+                "/api/v1/users",
+                Some(json!({"username": username, "password": password})),
+            )
+            .await;
+        user["id"].as_str().unwrap().to_owned()
+    }
+
+    async fn create_acl(&self, user_id: &str, action: &str, path: &str) -> String {
+        let rule = self
+            .send(
+                reqwest::Method::POST,
+                "/api/v1/acls",
+                Some(json!({"user_id": user_id, "action": action, "path": path})),
+            )
+            .await;
+        rule["id"].as_str().unwrap().to_owned()
+    }
+
+    async fn delete_acl(&self, id: &str) {
+        self.send(reqwest::Method::DELETE, &format!("/api/v1/acls/{id}"), None)
+            .await;
+    }
+}
+
+/// Waits until the worker applied the control plane's current generation.
+async fn wait_synced(cp: &ControlPlane, worker: &Worker) {
+    let url = cp.url("/readyz");
+    let wanted = cp
+        .http()
+        .get(&url)
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap()["generation"]
+        .as_u64()
+        .unwrap();
+    eventually(
+        DEADLINE,
+        &format!("the worker to apply generation {wanted}"),
+        || async { worker.health().await["generation"].as_u64().unwrap_or(0) >= wanted },
+    )
+    .await;
+}
+
+fn rtsp_url(worker: &Worker, credentials: Option<(&str, &str)>, rest: &str) -> String {
+    let auth = credentials.map_or(String::new(), |(u, p)| format!("{u}:{p}@"));
+    format!("rtsp://{auth}{}/{rest}", worker.address(RTSP))
+}
+
+fn publisher(url: &str, name: &str) -> Process {
+    Process::builder("ffmpeg")
+        .name(name)
+        .args([
+            "-hide_banner",
+            "-v",
+            "warning",
+            "-re",
+            "-stream_loop",
+            "-1",
+            "-i",
+        ])
+        .arg(clip())
+        .args(["-c", "copy", "-f", "rtsp", "-rtsp_transport", "tcp"])
+        .arg(url)
+        .spawn()
+}
+
+fn reader(url: &str, name: &str) -> Process {
+    Process::builder("ffmpeg")
+        .name(name)
+        .args([
+            "-hide_banner",
+            "-v",
+            "warning",
+            "-rtsp_transport",
+            "tcp",
+            "-i",
+        ])
+        .arg(url)
+        .args(["-frames:v", "60", "-f", "null", "-"])
+        .spawn()
+}
+
+/// Sends `DESCRIBE rtsp://.../cam1` with `headers` on a fresh connection; returns the response
+/// head.
+async fn describe(worker: &Worker, headers: &[String]) -> String {
+    let addr = worker.address(RTSP);
+    let mut request = format!("DESCRIBE rtsp://{addr}/cam1 RTSP/1.0\r\nCSeq: 1\r\n");
+    for h in headers {
+        request.push_str(h);
+        request.push_str("\r\n");
+    }
+    request.push_str("\r\n");
+    let mut socket = TcpStream::connect(addr).await.unwrap();
+    socket.write_all(request.as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    let mut buf = [0u8; 4096];
+    tokio::time::timeout(DEADLINE, async {
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = socket.read(&mut buf).await.unwrap();
+            assert!(n > 0, "connection closed after {head:?}");
+            head.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await
+    .expect("an answer to DESCRIBE");
+    String::from_utf8_lossy(&head).into_owned()
+}
+
+/// ffmpeg gave up because the server answered 401.
+async fn assert_unauthorized(p: &Process) {
+    let status: ExitStatus = p.wait_exit(DEADLINE).await;
+    let output = p.output();
+    assert!(!status.success(), "{} succeeded:\n{output}", p.name());
+    assert!(
+        output.contains("401"),
+        "{} failed without a 401 ({status}):\n{output}",
+        p.name()
+    );
+}
+
+/// ffmpeg read and decoded its frames without decoder errors.
+async fn assert_decoded(p: &Process) {
+    let status = p.wait_exit(DEADLINE).await;
+    let output = p.output();
+    assert!(
+        status.success(),
+        "{} failed ({status}):\n{output}",
+        p.name()
+    );
+    assert!(
+        !output.to_ascii_lowercase().contains("concealing"),
+        "{} decoded broken frames:\n{output}",
+        p.name()
+    );
+}
+
+#[tokio::test]
+async fn rtsp_auth_matrix_with_basic_jwt_and_live_acl_changes() {
+    tokio::task::spawn_blocking(clip).await.unwrap();
+    let cp = ControlPlane::start().await;
+    let worker = Worker::builder(&cp).listen(RTSP).start().await;
+    let api = Api {
+        cp: &cp,
+        token: cp.admin_token().await,
+    };
+
+    // Only named users from now on: remove the default rules for anonymous clients.
+    let anonymous = api
+        .send(reqwest::Method::GET, "/api/v1/acls?anonymous=true", None)
+        .await;
+    for rule in anonymous["items"].as_array().unwrap() {
+        api.delete_acl(rule["id"].as_str().unwrap()).await;
+    }
+    api.send(
+        reqwest::Method::POST,
+        "/api/v1/paths",
+        Some(json!({"name": "cam1"})),
+    )
+    .await;
+    let cam = api.create_user("cam", CAM_PASSWORD).await;
+    let viewer = api.create_user("viewer1", VIEWER_PASSWORD).await;
+    api.create_acl(&cam, "publish", "cam1").await;
+    let viewer_read = api.create_acl(&viewer, "read", "cam1").await;
+    wait_synced(&cp, &worker).await;
+
+    // The challenge: Basic only, since argon2-hashed users cannot do Digest (see auth.rs).
+    let response = describe(&worker, &[]).await;
+    assert!(response.starts_with("RTSP/1.0 401"), "{response}");
+    let challenges: Vec<&str> = response
+        .lines()
+        .filter(|l| l.to_ascii_lowercase().starts_with("www-authenticate:"))
+        .collect();
+    assert_eq!(
+        challenges,
+        ["WWW-Authenticate: Basic realm=\"streamplane\""],
+        "{response}"
+    );
+
+    // Publish: missing, wrong and not-allowed credentials are refused with 401.
+    let p = publisher(&rtsp_url(&worker, None, "cam1"), "publish-anonymous");
+    assert_unauthorized(&p).await;
+    let url = rtsp_url(&worker, Some(("cam", "wrong-password")), "cam1");
+    assert_unauthorized(&publisher(&url, "publish-wrong-password")).await;
+    let url = rtsp_url(&worker, Some(("viewer1", VIEWER_PASSWORD)), "cam1");
+    assert_unauthorized(&publisher(&url, "publish-as-viewer")).await;
+    let log = worker.process().output();
+    assert!(log.contains("authentication failed"), "{log}");
+    assert!(
+        !log.contains("wrong-password") && !log.contains(VIEWER_PASSWORD),
+        "a password reached the log:\n{log}"
+    );
+
+    // The right credentials publish.
+    let url = rtsp_url(&worker, Some(("cam", CAM_PASSWORD)), "cam1");
+    let _publisher = publisher(&url, "publish-cam");
+    worker
+        .process()
+        .wait_for_line("publisher recording", DEADLINE)
+        .await;
+
+    // Read: right credentials decode; wrong and missing ones get 401.
+    let url = rtsp_url(&worker, Some(("viewer1", VIEWER_PASSWORD)), "cam1");
+    assert_decoded(&reader(&url, "read-viewer")).await;
+    let url = rtsp_url(&worker, Some(("viewer1", "wrong-password")), "cam1");
+    assert_unauthorized(&reader(&url, "read-wrong-password")).await;
+    assert_unauthorized(&reader(&rtsp_url(&worker, None, "cam1"), "read-anonymous")).await;
+
+    // A control-plane token in the URL reads too, and never reaches the log.
+    let jwt = cp.login("viewer1", VIEWER_PASSWORD).await;
+    let url = rtsp_url(&worker, None, &format!("cam1?token={jwt}"));
+    assert_decoded(&reader(&url, "read-token")).await;
+    // So does the token as the Basic password (any username). Not through ffmpeg: it cuts
+    // URL credentials at 127 bytes (`char auth[128]` in libavformat/rtsp.c), shorter than a JWT.
+    let basic = BASE64.encode(format!("any:{jwt}"));
+    let response = describe(&worker, &[format!("Authorization: Basic {basic}")]).await;
+    assert!(response.starts_with("RTSP/1.0 200"), "{response}");
+    let basic = BASE64.encode(format!("any:{}x", &jwt[..jwt.len() - 1]));
+    let response = describe(&worker, &[format!("Authorization: Basic {basic}")]).await;
+    assert!(response.starts_with("RTSP/1.0 401"), "{response}");
+    // A tampered token does not.
+    let forged = format!("{}x", jwt.trim_end_matches(|c: char| c != '.'));
+    let url = rtsp_url(&worker, None, &format!("cam1?token={forged}"));
+    assert_unauthorized(&reader(&url, "read-forged-token")).await;
+    assert!(
+        !worker.process().output().contains(&jwt),
+        "a token reached the log"
+    );
+
+    // An ACL change through REST applies to the next session, without a restart: neither the
+    // password nor the token (whose claim still says read) is enough any more.
+    api.delete_acl(&viewer_read).await;
+    wait_synced(&cp, &worker).await;
+    let url = rtsp_url(&worker, Some(("viewer1", VIEWER_PASSWORD)), "cam1");
+    assert_unauthorized(&reader(&url, "read-after-acl-change")).await;
+    let url = rtsp_url(&worker, None, &format!("cam1?token={jwt}"));
+    assert_unauthorized(&reader(&url, "read-token-after-acl-change")).await;
+    assert!(worker.process().is_running(), "the worker restarted");
+}
