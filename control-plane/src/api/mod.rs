@@ -8,6 +8,7 @@ mod auth;
 pub mod extract;
 mod health;
 mod paths;
+pub mod sessions;
 mod users;
 mod workers;
 
@@ -111,6 +112,7 @@ pub struct PageInfo {
         paths::list_paths, paths::create_path, paths::get_path, paths::update_path, paths::delete_path,
         acls::list_acls, acls::create_acl, acls::get_acl, acls::update_acl, acls::delete_acl,
         workers::list_workers, workers::get_worker,
+        sessions::list_sessions, sessions::kick_session,
     ),
     components(schemas(Problem, FieldError, PageInfo)),
     modifiers(&BearerAuth),
@@ -120,6 +122,7 @@ pub struct PageInfo {
         (name = "paths", description = "Stream paths and their sources"),
         (name = "acls", description = "Who may publish, read, play back"),
         (name = "workers", description = "Data-plane workers and their state"),
+        (name = "sessions", description = "Publishers and readers on the online workers"),
         (name = "health", description = "Liveness, readiness and public keys"),
     )
 )]
@@ -184,7 +187,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(acls::update_acl)
             .service(acls::delete_acl)
             .service(workers::list_workers)
-            .service(workers::get_worker),
+            .service(workers::get_worker)
+            .service(sessions::list_sessions)
+            .service(sessions::kick_session),
     )
     .default_service(web::to(|req: actix_web::HttpRequest| async move {
         Err::<HttpResponse, _>(ApiError::not_found(

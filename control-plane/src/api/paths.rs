@@ -5,6 +5,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::extract::{Caller, JsonBody};
+use super::sessions::{ReportedPath, Session, SessionRole, reported_paths};
 use super::{AppState, PageInfo, PageParams};
 use crate::domain::{Role, SourceKind, validate_path_pattern, validate_source_url};
 use crate::error::{ApiError, FieldError};
@@ -44,6 +45,56 @@ pub struct Path {
     pub updated_at: DateTime<Utc>,
     pub created_by: Option<Uuid>,
     pub updated_by: Option<Uuid>,
+    /// Only in `GET /api/v1/paths/{name}` of an exact name: what the online workers report.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub live: Option<PathLive>,
+}
+
+/// A path's live state, from the last reports of the online workers.
+#[derive(Serialize, ToSchema)]
+pub struct PathLive {
+    /// Whether some online worker has the path ready (a publisher is streaming).
+    pub online: bool,
+    /// The online workers that report the path.
+    pub workers: Vec<PathOnWorker>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct PathOnWorker {
+    pub worker_id: Uuid,
+    pub worker_name: String,
+    pub ready: bool,
+    pub publisher: Option<Session>,
+    /// Readers attached on this worker.
+    pub readers: u32,
+}
+
+fn live(name: &str, reported: Vec<ReportedPath>) -> PathLive {
+    let workers: Vec<PathOnWorker> = reported
+        .into_iter()
+        .filter(|p| p.name == name)
+        .map(|p| {
+            let readers = p
+                .sessions
+                .iter()
+                .filter(|s| s.role == SessionRole::Reader)
+                .count();
+            PathOnWorker {
+                worker_id: p.worker_id,
+                worker_name: p.worker_name,
+                ready: p.ready,
+                publisher: p
+                    .sessions
+                    .into_iter()
+                    .find(|s| s.role == SessionRole::Publisher),
+                readers: u32::try_from(readers).unwrap_or(u32::MAX),
+            }
+        })
+        .collect();
+    PathLive {
+        online: workers.iter().any(|w| w.ready),
+        workers,
+    }
 }
 
 fn non_negative(v: i32) -> u32 {
@@ -71,6 +122,7 @@ impl From<PathRow> for Path {
             updated_at: r.updated_at,
             created_by: r.created_by,
             updated_by: r.updated_by,
+            live: None,
         }
     }
 }
@@ -299,7 +351,8 @@ pub async fn create_path(
         .json(Path::from(row)))
 }
 
-/// Gets a path by name (URL-encode `~regex` names).
+/// Gets a path by name (URL-encode `~regex` names); an exact name comes with its live state
+/// on the online workers (`live`).
 #[utoipa::path(get, path = "/api/v1/paths/{name}", tag = "paths", params(("name" = String, Path)), security(("bearer" = [])), responses(
     (status = 200, body = Path),
     (status = 404, body = crate::error::Problem, content_type = "application/problem+json"),
@@ -311,7 +364,13 @@ pub async fn get_path(
     name: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(Role::Viewer)?;
-    Ok(HttpResponse::Ok().json(Path::from(state.store.get_path(&name).await?)))
+    let mut path = Path::from(state.store.get_path(&name).await?);
+    // Workers report concrete names; a `~regex` pattern has no live state of its own.
+    if !path.name.starts_with('~') {
+        let reported = reported_paths(state.store.online_reports().await?);
+        path.live = Some(live(&path.name, reported));
+    }
+    Ok(HttpResponse::Ok().json(path))
 }
 
 /// Updates a path; absent fields stay as they are.

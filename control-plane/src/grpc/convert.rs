@@ -83,6 +83,7 @@ pub fn snapshot_to_proto(s: &Snapshot) -> pb::DesiredState {
                 public_key: k.public_key.clone(),
             })
             .collect(),
+        kicked_session_ids: s.kicked_session_ids.clone(),
     }
 }
 

@@ -6,6 +6,7 @@
 pub(crate) mod acls;
 mod keys;
 pub(crate) mod paths;
+pub(crate) mod sessions;
 mod snapshot;
 pub(crate) mod users;
 pub(crate) mod workers;

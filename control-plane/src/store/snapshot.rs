@@ -13,6 +13,8 @@ pub struct Snapshot {
     pub users: Vec<UserRow>,
     pub acls: Vec<AclRow>,
     pub keys: Vec<SigningKeyRow>,
+    /// Sessions kicked within the retention (see `sessions::KICK_RETENTION_SECS`).
+    pub kicked_session_ids: Vec<String>,
 }
 
 impl Store {
@@ -49,8 +51,16 @@ impl Store {
         )
         .fetch_all(&mut *tx)
         .await?;
+        let kicked: Vec<(String,)> = sqlx::query_as(
+            "SELECT session_id FROM kicked_sessions \
+             WHERE kicked_at >= now() - make_interval(secs => $1) ORDER BY session_id",
+        )
+        .bind(super::sessions::KICK_RETENTION_SECS)
+        .fetch_all(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(Snapshot {
+            kicked_session_ids: kicked.into_iter().map(|(id,)| id).collect(),
             generation: u64::try_from(generation).unwrap_or(0),
             paths,
             users,

@@ -98,7 +98,7 @@ impl Worker {
         let invalid_rtp = prometheus_client::metrics::counter::Counter::default();
         self.registry.register(
             "streamplane_rtp_invalid_packets",
-            "RTP packets from publishers over UDP dropped as invalid",
+            "RTP packets from publishers (UDP or TCP interleaved) dropped as invalid",
             invalid_rtp.clone(),
         );
         self.rtp_udp = Some(rtsp::UdpConfig {

@@ -8,6 +8,7 @@
 
 use std::collections::HashSet;
 use std::num::NonZeroU32;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -31,6 +32,9 @@ pub struct DesiredState {
     /// Allow-list: a request is granted when one rule matches.
     pub acl: Vec<AclRule>,
     pub jwt_keys: Vec<JwtPublicKey>,
+    /// Media sessions to close (ids as in reports), kicked through the control plane. Shared,
+    /// so that the state stays small to copy and the media layer can hold it cheaply.
+    pub kicked_sessions: Arc<HashSet<String>>,
 }
 
 /// The desired state the worker runs now; published through a `watch` channel.
@@ -206,6 +210,7 @@ impl TryFrom<pb::DesiredState> for DesiredState {
             users,
             acl,
             jwt_keys,
+            kicked_sessions: Arc::new(s.kicked_session_ids.into_iter().collect()),
         })
     }
 }
@@ -407,6 +412,7 @@ impl DesiredState {
             users: Vec::new(),
             acl: Vec::new(),
             jwt_keys: Vec::new(),
+            kicked_sessions: Arc::default(),
         }
     }
 

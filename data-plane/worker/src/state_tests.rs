@@ -71,6 +71,7 @@ fn full_snapshot() -> pb::DesiredState {
             algorithm: "EdDSA".into(),
             public_key: vec![7; 32],
         }],
+        kicked_session_ids: vec!["0123456789abcdef".into()],
     }
 }
 
@@ -79,6 +80,7 @@ fn converts_a_full_snapshot() {
     let s = DesiredState::try_from(full_snapshot()).unwrap();
     assert_eq!(s.generation, 4);
     assert_eq!(s.created_at.unwrap().timestamp(), 1_700_000_000);
+    assert!(s.kicked_sessions.contains("0123456789abcdef"));
     assert_eq!(s.paths.len(), 2);
     let (_, relay) = s.paths.find(&"relay/a".parse().unwrap()).unwrap();
     assert_eq!(

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use streamplane_media_core::gop::{Admit, FrameGate, GopCache, GopLimits, ResumeAt};
-use streamplane_media_core::rtp::RtpPacket;
+use streamplane_media_core::rtp::{RtpPacket, RtpRewriter};
 use streamplane_media_core::sdp::{Codec, Track};
 use streamplane_media_core::{h264, h265};
 use tokio::sync::mpsc;
@@ -74,6 +74,8 @@ pub struct SessionInfo {
     pub counters: SessionCounters,
     /// Whether the session's RTP goes over UDP (else TCP interleaved), for reports.
     pub udp: AtomicBool,
+    /// Cancelled when the control plane kicks the session: its connection closes.
+    pub kicked: CancellationToken,
 }
 
 impl SessionInfo {
@@ -91,6 +93,7 @@ impl SessionInfo {
             started_at: Utc::now(),
             counters: SessionCounters::default(),
             udp: AtomicBool::new(false),
+            kicked: CancellationToken::new(),
         })
     }
 
@@ -157,6 +160,12 @@ struct Fanout {
     /// re-bases timestamps when the first report arrives, and they jump backwards).
     sender_reports: Vec<Option<Bytes>>,
     readers: Vec<Reader>,
+    /// Per track: keeps sequence numbers, timestamps and SSRC continuous for readers when a
+    /// publisher comes back within the grace period (a pass-through until then).
+    rewriters: Vec<RtpRewriter>,
+    /// Per track: a new publisher took over and has not sent RTP yet; its RTCP is not
+    /// forwarded until then (the timestamp mapping is not known yet).
+    awaiting_source: Vec<bool>,
 }
 
 /// A reader could not be attached.
@@ -179,7 +188,13 @@ pub struct Subscription {
 pub struct Stream {
     tracks: Vec<Track>,
     kinds: Vec<TrackKind>,
-    publisher: Arc<SessionInfo>,
+    publisher: Mutex<Arc<SessionInfo>>,
+    /// The publisher left and the stream waits (grace period) for a new one; bumped
+    /// `generation` tells a grace timer whether its wait is still the current one.
+    orphaned: AtomicBool,
+    generation: AtomicU64,
+    /// Origin of the monotonic time given to the rewriters.
+    created: tokio::time::Instant,
     /// Set at RECORD: only then do readers see the stream.
     ready: AtomicBool,
     /// Cancelled when the publisher leaves or is replaced; readers' connections close.
@@ -200,10 +215,17 @@ impl Stream {
             .iter()
             .map(|k| k.is_video().then(|| GopCache::new(GopLimits::default())))
             .collect();
+        let rewriters = tracks
+            .iter()
+            .map(|t| RtpRewriter::new(t.clock_rate.max(1)))
+            .collect();
         Stream {
             tracks,
             kinds,
-            publisher,
+            publisher: Mutex::new(publisher),
+            orphaned: AtomicBool::new(false),
+            generation: AtomicU64::new(0),
+            created: tokio::time::Instant::now(),
             ready: AtomicBool::new(false),
             closed: CancellationToken::new(),
             ssrcs: (0..count).map(|_| AtomicU64::new(NO_SSRC)).collect(),
@@ -211,6 +233,8 @@ impl Stream {
                 gops,
                 sender_reports: vec![None; count],
                 readers: Vec::new(),
+                rewriters,
+                awaiting_source: vec![false; count],
             }),
         }
     }
@@ -219,8 +243,76 @@ impl Stream {
         &self.tracks
     }
 
-    pub fn publisher(&self) -> &Arc<SessionInfo> {
-        &self.publisher
+    /// The current publisher (a new one takes over after a reconnect within the grace).
+    pub fn publisher(&self) -> Arc<SessionInfo> {
+        Arc::clone(
+            &self
+                .publisher
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+    }
+
+    /// Whether a new publisher with `tracks` can take over this stream's readers: the same
+    /// number of tracks with the same codecs and payload types.
+    pub fn compatible(&self, tracks: &[Track]) -> bool {
+        self.tracks.len() == tracks.len()
+            && self.tracks.iter().zip(tracks).all(|(a, b)| {
+                a.payload_type == b.payload_type
+                    && a.clock_rate == b.clock_rate
+                    && a.codec.name().eq_ignore_ascii_case(b.codec.name())
+            })
+    }
+
+    /// The publisher left; readers stay attached while the path waits for a new one. New
+    /// readers are not admitted meanwhile. Returns the generation a grace timer checks.
+    pub fn orphan(&self) -> u64 {
+        self.ready.store(false, Ordering::Release);
+        self.orphaned.store(true, Ordering::Release);
+        self.generation.fetch_add(1, Ordering::AcqRel) + 1
+    }
+
+    /// Whether the stream still waits for a publisher since `generation`'s orphaning.
+    pub fn orphaned_since(&self, generation: u64) -> bool {
+        self.orphaned.load(Ordering::Acquire)
+            && self.generation.load(Ordering::Acquire) == generation
+    }
+
+    pub fn is_orphaned(&self) -> bool {
+        self.orphaned.load(Ordering::Acquire)
+    }
+
+    /// A new publisher takes over an orphaned stream: readers continue at its next keyframe,
+    /// with sequence numbers, timestamps and SSRC made continuous by the rewriters.
+    pub fn adopt(&self, publisher: Arc<SessionInfo>) {
+        *self
+            .publisher
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = publisher;
+        let mut fanout = self.lock();
+        let Fanout {
+            gops,
+            sender_reports,
+            readers,
+            rewriters,
+            awaiting_source,
+        } = &mut *fanout;
+        for gop in gops.iter_mut().flatten() {
+            *gop = GopCache::new(GopLimits::default());
+        }
+        sender_reports.iter_mut().for_each(|r| *r = None);
+        rewriters.iter_mut().for_each(RtpRewriter::source_changed);
+        awaiting_source.iter_mut().for_each(|a| *a = true);
+        for reader in readers.iter_mut() {
+            for (gate, kind) in reader.gates.iter_mut().zip(&self.kinds) {
+                if kind.is_video() {
+                    gate.wait_for_keyframe();
+                }
+            }
+        }
+        drop(fanout);
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.orphaned.store(false, Ordering::Release);
     }
 
     pub fn is_ready(&self) -> bool {
@@ -261,6 +353,21 @@ impl Stream {
             .iter()
             .map(|r| r.info.report())
             .collect()
+    }
+
+    /// Detaches and signals the readers whose session id is in `ids` (kicked); their queues
+    /// close. Returns how many there were.
+    pub fn kick_readers(&self, ids: &std::collections::HashSet<String>) -> usize {
+        let mut fanout = self.lock();
+        let before = fanout.readers.len();
+        fanout.readers.retain(|r| {
+            let kicked = ids.contains(&r.info.id);
+            if kicked {
+                r.info.kicked.cancel();
+            }
+            !kicked
+        });
+        before - fanout.readers.len()
     }
 
     pub fn reader_count(&self) -> usize {
@@ -338,11 +445,29 @@ impl Stream {
             return;
         };
         let keyframe = kind.keyframe_start(packet.payload());
+        let now = self.created.elapsed();
+        let mut fanout = self.lock();
+        let Fanout {
+            gops,
+            readers,
+            rewriters,
+            awaiting_source,
+            ..
+        } = &mut *fanout;
+        let rewritten;
+        let packet = match rewriters.get_mut(track) {
+            Some(rewriter) => {
+                rewritten = rewriter.rewrite(packet, now);
+                &rewritten
+            }
+            None => packet,
+        };
+        if let Some(awaiting) = awaiting_source.get_mut(track) {
+            *awaiting = false;
+        }
         if let Some(ssrc) = self.ssrcs.get(track) {
             ssrc.store(u64::from(packet.ssrc().0), Ordering::Relaxed);
         }
-        let mut fanout = self.lock();
-        let Fanout { gops, readers, .. } = &mut *fanout;
         if let Some(Some(gop)) = gops.get_mut(track) {
             gop.push(packet, keyframe);
         }
@@ -393,6 +518,13 @@ impl Stream {
             return;
         }
         let mut fanout = self.lock();
+        if fanout.awaiting_source.get(track).copied().unwrap_or(false) {
+            return;
+        }
+        let data = match fanout.rewriters.get(track) {
+            Some(rewriter) => rewrite_sender_report(rewriter, data),
+            None => data,
+        };
         // A compound RTCP packet from a sender starts with its sender report (type 200).
         if data.get(1) == Some(&200)
             && let Some(slot) = fanout.sender_reports.get_mut(track)
@@ -407,4 +539,25 @@ impl Stream {
             });
         }
     }
+}
+
+/// A sender report with the SSRC and RTP timestamp readers see (after a publisher change);
+/// untouched while the rewriter passes packets through.
+fn rewrite_sender_report(rewriter: &RtpRewriter, data: Bytes) -> Bytes {
+    let Some(ssrc) = rewriter.output_ssrc() else {
+        return data;
+    };
+    if data.len() < 20 || data.get(1) != Some(&200) {
+        return data;
+    }
+    let source_ssrc = u32::from_be_bytes([data[4], data[5], data[6], data[7]]);
+    let ts = u32::from_be_bytes([data[16], data[17], data[18], data[19]]);
+    let mapped = rewriter.map_timestamp(ts);
+    if source_ssrc == ssrc.0 && mapped == ts {
+        return data;
+    }
+    let mut buf = bytes::BytesMut::from(&data[..]);
+    buf[4..8].copy_from_slice(&ssrc.0.to_be_bytes());
+    buf[16..20].copy_from_slice(&mapped.to_be_bytes());
+    buf.freeze()
 }

@@ -187,8 +187,12 @@ impl Connection {
             }
             let streaming = self.is_streaming();
             let closed = self.session.as_ref().map(|s| s.stream.closed().clone());
+            let kicked = self.session.as_ref().map(|s| s.info.kicked.clone());
             tokio::select! {
                 () = cancel.cancelled() => return "shutting down",
+                () = async { match &kicked { Some(k) => k.cancelled().await, None => std::future::pending().await } } => {
+                    return "kicked";
+                }
                 () = async { match &closed { Some(c) => c.cancelled().await, None => std::future::pending().await } } => {
                     return "stream ended";
                 }
@@ -248,6 +252,9 @@ impl Connection {
                 session.stream.publish(track, &packet);
             }
             Err(e) => {
+                if let Some(udp) = &self.shared.udp {
+                    udp.count_invalid_rtp();
+                }
                 self.invalid_rtp += 1;
                 if self.invalid_rtp == 1 {
                     debug!(channel, error = %e, "invalid rtp packet dropped");

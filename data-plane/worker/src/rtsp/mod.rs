@@ -101,6 +101,7 @@ pub(crate) async fn serve(
         None => None,
     };
     let udp_task = udp.clone().map(|u| tokio::spawn(u.run(cancel.clone())));
+    let kicks = tokio::spawn(registry.clone().enforce_kicks(cancel.clone()));
     let shared = Arc::new(Shared {
         registry,
         auth: auth::Authenticator::new(),
@@ -137,6 +138,7 @@ pub(crate) async fn serve(
         }
     }
     while connections.join_next().await.is_some() {}
+    let _ = kicks.await;
     if let Some(task) = udp_task {
         let _ = task.await;
     }

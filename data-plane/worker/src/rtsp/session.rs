@@ -283,16 +283,13 @@ impl Connection {
         let tracks = sdp.tracks;
         let count = tracks.len();
         let stream = Arc::new(Stream::new(tracks, info.clone()));
-        self.shared
-            .registry
-            .claim(&path, Arc::clone(&stream))
-            .map_err(|e| {
-                let status = match e {
-                    PublishError::UnknownPath { .. } => StatusCode::NotFound,
-                    _ => StatusCode::BadRequest,
-                };
-                refuse(status, e.to_string())
-            })?;
+        let stream = self.shared.registry.claim(&path, stream).map_err(|e| {
+            let status = match e {
+                PublishError::UnknownPath { .. } => StatusCode::NotFound,
+                _ => StatusCode::BadRequest,
+            };
+            refuse(status, e.to_string())
+        })?;
         let codecs: Vec<&str> = stream.tracks().iter().map(|t| t.codec.name()).collect();
         info!(session = %id, codecs = ?codecs, "publisher announced");
         self.session = Some(Session {
@@ -552,6 +549,18 @@ impl Connection {
         };
         let url = Self::url(request)?;
         let Some(session) = &mut self.session else {
+            // A path nobody publishes to is "not found" whatever the state (like DESCRIBE).
+            let published = url
+                .target(&request.method)
+                .ok()
+                .and_then(|t| t.path.parse::<PathName>().ok())
+                .is_some_and(|p| self.shared.registry.stream(&p).is_some());
+            if !published {
+                return Err(refuse(
+                    StatusCode::NotFound,
+                    "no one is publishing to this path",
+                ));
+            }
             return Err(refuse(
                 StatusCode::MethodNotValidInThisState,
                 "PLAY needs a SETUP first",

@@ -132,6 +132,12 @@ impl Udp {
         })
     }
 
+    /// Counts a publisher's invalid RTP packet received over TCP interleaved, in the same
+    /// metric as over UDP.
+    pub(crate) fn count_invalid_rtp(&self) {
+        self.invalid_rtp.inc();
+    }
+
     /// Routes datagrams from `ip` at the `client` ports to `route` until the guard drops;
     /// `None` when another session already uses those client ports.
     pub(super) fn register(
@@ -403,6 +409,7 @@ pub(super) fn spawn_reader(
             tokio::select! {
                 () = shutdown.cancelled() => break "shutting down",
                 () = reader.stop.cancelled() => break "torn down",
+                () = reader.info.kicked.cancelled() => break "kicked",
                 () = closed.cancelled() => break "stream ended",
                 n = rx.recv_many(&mut batch, BATCH) => {
                     if n == 0 {
