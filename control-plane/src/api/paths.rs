@@ -200,6 +200,41 @@ fn check_range(
     i32::try_from(v).ok()
 }
 
+/// The numeric settings of a create or update, range-checked (absent stays absent).
+struct Numbers {
+    start: Option<i32>,
+    close: Option<i32>,
+    max_readers: Option<i32>,
+    grace: Option<i32>,
+}
+
+fn check_numbers(
+    errors: &mut Vec<FieldError>,
+    start: Option<u32>,
+    close: Option<u32>,
+    max_readers: Option<u32>,
+    grace: Option<u32>,
+) -> Numbers {
+    Numbers {
+        start: check_range(
+            errors,
+            "source_on_demand_start_timeout_ms",
+            start,
+            1,
+            TIMEOUT_MAX_MS,
+        ),
+        close: check_range(
+            errors,
+            "source_on_demand_close_after_ms",
+            close,
+            0,
+            TIMEOUT_MAX_MS,
+        ),
+        max_readers: check_range(errors, "max_readers", max_readers, 0, MAX_READERS_MAX),
+        grace: check_range(errors, "publisher_grace_ms", grace, 0, GRACE_MAX_MS),
+    }
+}
+
 fn check_name(errors: &mut Vec<FieldError>, name: &str) {
     if let Err(m) = validate_path_pattern(name) {
         errors.push(FieldError::new("/name", m));
@@ -289,33 +324,17 @@ pub async fn create_path(
     check_name(&mut errors, &b.name);
     let (source_kind, source_url) =
         check_source(&mut errors, b.source.unwrap_or(Source::Publisher));
-    let start = check_range(
+    let Numbers {
+        start,
+        close,
+        max_readers,
+        grace,
+    } = check_numbers(
         &mut errors,
-        "source_on_demand_start_timeout_ms",
         b.source_on_demand_start_timeout_ms,
-        1,
-        TIMEOUT_MAX_MS,
-    );
-    let close = check_range(
-        &mut errors,
-        "source_on_demand_close_after_ms",
         b.source_on_demand_close_after_ms,
-        0,
-        TIMEOUT_MAX_MS,
-    );
-    let max_readers = check_range(
-        &mut errors,
-        "max_readers",
         b.max_readers,
-        0,
-        MAX_READERS_MAX,
-    );
-    let grace = check_range(
-        &mut errors,
-        "publisher_grace_ms",
         b.publisher_grace_ms,
-        0,
-        GRACE_MAX_MS,
     );
     let on_demand = b.source_on_demand.unwrap_or(false);
     if on_demand && source_kind != SourceKind::Url {
@@ -394,33 +413,17 @@ pub async fn update_path(
         check_name(&mut errors, n);
     }
     let source = b.source.map(|s| check_source(&mut errors, s));
-    let start = check_range(
+    let Numbers {
+        start,
+        close,
+        max_readers,
+        grace,
+    } = check_numbers(
         &mut errors,
-        "source_on_demand_start_timeout_ms",
         b.source_on_demand_start_timeout_ms,
-        1,
-        TIMEOUT_MAX_MS,
-    );
-    let close = check_range(
-        &mut errors,
-        "source_on_demand_close_after_ms",
         b.source_on_demand_close_after_ms,
-        0,
-        TIMEOUT_MAX_MS,
-    );
-    let max_readers = check_range(
-        &mut errors,
-        "max_readers",
         b.max_readers,
-        0,
-        MAX_READERS_MAX,
-    );
-    let grace = check_range(
-        &mut errors,
-        "publisher_grace_ms",
         b.publisher_grace_ms,
-        0,
-        GRACE_MAX_MS,
     );
     // Switching to a publisher source turns on-demand pulling off unless it is given explicitly.
     let mut source_on_demand = b.source_on_demand;
