@@ -13,6 +13,7 @@
 //! is the report. The binaries must be built first (`cargo build --workspace`; `cargo test --workspace` does it).
 
 mod cluster;
+pub mod media;
 mod paths;
 mod ports;
 mod postgres;

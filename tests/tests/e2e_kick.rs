@@ -5,37 +5,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::PathBuf;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use streamplane_testkit::media::clip;
 use streamplane_testkit::{ControlPlane, Process, Worker, eventually};
 
 const RTSP: &str = "STREAMPLANE_RTSP_ADDRESS";
 const DEADLINE: Duration = Duration::from_secs(60);
-
-/// A 10 s H.264 + AAC clip, made once per run (as `data-plane/worker/tests/common/mod.rs`).
-fn clip() -> PathBuf {
-    static CLIP: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
-    let (_, path) = CLIP.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("clip.mp4");
-        let status = std::process::Command::new("ffmpeg")
-            .args(["-hide_banner", "-v", "error", "-f", "lavfi", "-i"])
-            .arg("testsrc2=size=640x360:rate=30")
-            .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
-            .args(["-t", "10", "-c:v", "libx264", "-preset", "veryfast"])
-            .args(["-tune", "zerolatency", "-g", "30", "-c:a", "aac"])
-            .args(["-shortest"])
-            .arg(&path)
-            .status()
-            .expect("ffmpeg is installed");
-        assert!(status.success(), "ffmpeg could not make the test clip");
-        (dir, path)
-    });
-    path.clone()
-}
 
 async fn api(
     cp: &ControlPlane,

@@ -5,14 +5,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::PathBuf;
 use std::process::ExitStatus;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::{Value, json};
+use streamplane_testkit::media::clip;
 use streamplane_testkit::{ControlPlane, Process, Worker, eventually};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
@@ -21,28 +20,6 @@ const RTSP: &str = "STREAMPLANE_RTSP_ADDRESS";
 const DEADLINE: Duration = Duration::from_secs(60);
 const CAM_PASSWORD: &str = "cam-secret-1";
 const VIEWER_PASSWORD: &str = "viewer-secret-1";
-
-/// A 10 s H.264 + AAC clip, made once per run (as `data-plane/worker/tests/rtsp_tcp.rs`).
-fn clip() -> PathBuf {
-    static CLIP: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
-    let (_, path) = CLIP.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("clip.mp4");
-        let status = std::process::Command::new("ffmpeg")
-            .args(["-hide_banner", "-v", "error", "-f", "lavfi", "-i"])
-            .arg("testsrc2=size=640x360:rate=30")
-            .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
-            .args(["-t", "10", "-c:v", "libx264", "-preset", "veryfast"])
-            .args(["-tune", "zerolatency", "-g", "30", "-c:a", "aac"])
-            .args(["-shortest"])
-            .arg(&path)
-            .status()
-            .expect("ffmpeg is installed");
-        assert!(status.success(), "ffmpeg could not make the test clip");
-        (dir, path)
-    });
-    path.clone()
-}
 
 struct Api<'a> {
     cp: &'a ControlPlane,
