@@ -62,11 +62,20 @@ fn session_of(head: &str) -> String {
     value.split(';').next().unwrap().trim().to_owned()
 }
 
+/// An even/odd pair of bound UDP sockets. A port picked as free can be taken by a parallel test
+/// before we bind it, so a taken pair is skipped rather than failing the test.
 async fn udp_pair() -> (UdpSocket, UdpSocket, (u16, u16)) {
-    let ports = free_udp_port_pair();
-    let rtp = UdpSocket::bind(("127.0.0.1", ports.0)).await.unwrap();
-    let rtcp = UdpSocket::bind(("127.0.0.1", ports.1)).await.unwrap();
-    (rtp, rtcp, ports)
+    for _ in 0..50 {
+        let ports = free_udp_port_pair();
+        let Ok(rtp) = UdpSocket::bind(("127.0.0.1", ports.0)).await else {
+            continue;
+        };
+        let Ok(rtcp) = UdpSocket::bind(("127.0.0.1", ports.1)).await else {
+            continue;
+        };
+        return (rtp, rtcp, ports);
+    }
+    panic!("no free even/odd UDP port pair after 50 tries");
 }
 
 const SDP: &str = "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=x\r\nt=0 0\r\n\
@@ -106,7 +115,7 @@ async fn bad_rtp_over_udp_is_counted_and_teardown_stops_a_udp_reader() {
     let server_port = format!(
         "server_port={}-{}",
         server_rtp.port(),
-        server_rtp.port() + 1
+        worker.address(RTCP).port()
     );
     assert!(head.contains(&server_port), "{head}");
     let (head, _) = request(

@@ -370,6 +370,11 @@ impl Stream {
         before - fanout.readers.len()
     }
 
+    /// Detaches a reader (PAUSE); its queue closes.
+    pub fn unsubscribe(&self, info: &Arc<SessionInfo>) {
+        self.lock().readers.retain(|r| !Arc::ptr_eq(&r.info, info));
+    }
+
     pub fn reader_count(&self) -> usize {
         self.lock().readers.len()
     }

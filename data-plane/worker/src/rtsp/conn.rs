@@ -9,6 +9,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use streamplane_media_core::rtcp::RtcpPacket;
 use streamplane_media_core::rtp::RtpPacket;
 use streamplane_media_core::rtsp::{
     Decoder, Item, Limits, Response, StatusCode, encode_response, interleaved_header, names,
@@ -47,6 +48,8 @@ pub(super) struct Session {
     pub udp_routes: Vec<udp::RouteGuard>,
     /// A UDP reader's state, created at its first SETUP.
     pub udp_reader: Option<Arc<udp::UdpReader>>,
+    /// A TCP reader's losses, from the receiver reports on its tracks' RTCP channels.
+    pub losses: udp::ReaderLosses,
 }
 
 impl Session {
@@ -57,6 +60,14 @@ impl Session {
 
     pub fn uses_udp(&self) -> bool {
         self.udp_ports.iter().any(Option::is_some)
+    }
+
+    /// RTCP from a TCP reader on `track`'s RTCP channel: its receiver reports' losses.
+    fn reader_rtcp(&self, track: usize, payload: &Bytes) {
+        match RtcpPacket::parse_compound(payload) {
+            Ok(packets) => self.losses.on_rtcp(&self.info, track, &packets),
+            Err(e) => debug!(track, error = %e, "invalid rtcp from a reader"),
+        }
     }
 }
 
@@ -89,7 +100,8 @@ pub(crate) struct Connection {
     socket: Option<TcpStream>,
     /// For a playing reader: its queue and, per track, the channel pair packets go out on.
     pub(super) queue: Option<mpsc::Receiver<Outgoing>>,
-    /// For a recording publisher: channel → (track, is RTCP).
+    /// For a recording publisher: channel → (track, is RTCP); for a TCP reader, its RTCP
+    /// channels.
     pub(super) inbound: Vec<Option<(usize, bool)>>,
     /// Invalid RTP packets received, for the log at the end.
     invalid_rtp: u64,
@@ -242,6 +254,12 @@ impl Connection {
         counters
             .bytes_received
             .fetch_add(payload.len() as u64, Ordering::Relaxed);
+        if let Role::Read { .. } = session.role {
+            if rtcp {
+                session.reader_rtcp(track, &payload);
+            }
+            return;
+        }
         if rtcp {
             session.stream.publish_rtcp(track, payload);
             return;
@@ -345,4 +363,66 @@ async fn write_response(
         }
     }
     writer.write_all(out).await
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::report::SessionRole;
+    use streamplane_media_core::rtcp::{ReceiverReport, ReportBlock};
+    use streamplane_media_core::rtp::Ssrc;
+    use streamplane_media_core::sdp::SessionDescription;
+
+    const SDP: &[u8] = b"v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=x\r\nt=0 0\r\n\
+m=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\na=control:trackID=0\r\n\
+m=audio 0 RTP/AVP 0\r\na=control:trackID=1\r\n";
+
+    fn reader_session() -> Session {
+        let tracks = SessionDescription::parse(SDP).unwrap().tracks;
+        let peer: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let publisher = SessionInfo::new("p".into(), SessionRole::Publisher, peer, None);
+        let count = tracks.len();
+        Session {
+            id: "r".into(),
+            path: "live".parse().unwrap(),
+            info: SessionInfo::new("r".into(), SessionRole::Reader, peer, None),
+            stream: Arc::new(Stream::new(tracks, publisher)),
+            role: Role::Read { playing: true },
+            channels: vec![Some(0), Some(2)],
+            udp_ports: vec![None; count],
+            udp_routes: Vec::new(),
+            udp_reader: None,
+            losses: udp::ReaderLosses::new(count),
+        }
+    }
+
+    fn receiver_report(lost: i32) -> Bytes {
+        RtcpPacket::write_compound(&[RtcpPacket::ReceiverReport(ReceiverReport {
+            ssrc: Ssrc(7),
+            reports: vec![ReportBlock {
+                ssrc: Ssrc(1),
+                cumulative_lost: lost,
+                ..ReportBlock::default()
+            }],
+            extension: Bytes::new(),
+        })])
+        .unwrap()
+    }
+
+    #[test]
+    fn a_tcp_readers_receiver_reports_set_its_losses() {
+        let session = reader_session();
+        session.reader_rtcp(0, &receiver_report(5));
+        assert_eq!(session.info.counters.snapshot().packets_lost, 5);
+        session.reader_rtcp(1, &receiver_report(2));
+        assert_eq!(session.info.counters.snapshot().packets_lost, 7);
+        session.reader_rtcp(0, &receiver_report(1));
+        assert_eq!(session.info.counters.snapshot().packets_lost, 3);
+        // Garbage and unknown tracks change nothing.
+        session.reader_rtcp(0, &Bytes::from_static(b"garbage"));
+        session.reader_rtcp(9, &receiver_report(100));
+        assert_eq!(session.info.counters.snapshot().packets_lost, 3);
+        assert_eq!(session.info.report().counters.packets_lost, 3);
+    }
 }

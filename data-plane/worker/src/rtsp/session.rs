@@ -19,12 +19,11 @@ use tracing::{debug, info, warn};
 
 use super::auth::{Denied, Granted};
 use super::conn::{Connection, Next, Role, SESSION_TIMEOUT, Session};
-use super::udp::{Dest, Route, UdpReader, spawn_reader};
+use super::udp::{Dest, ReaderLosses, Route, UdpReader, spawn_reader};
 use crate::media::{PublishError, SessionInfo, Stream, SubscribeError};
 use crate::report::SessionRole;
 
-const PUBLIC: &str =
-    "OPTIONS, DESCRIBE, ANNOUNCE, SETUP, PLAY, RECORD, GET_PARAMETER, SET_PARAMETER, TEARDOWN";
+const PUBLIC: &str = "OPTIONS, DESCRIBE, ANNOUNCE, SETUP, PLAY, PAUSE, RECORD, GET_PARAMETER, SET_PARAMETER, TEARDOWN";
 
 /// A refused request: the status and why (logged, and sent as a text body).
 struct Refusal {
@@ -69,6 +68,7 @@ impl Connection {
                 Method::Setup => self.setup(request).await,
                 Method::Play => self.play(request),
                 Method::Record => self.record(request),
+                Method::Pause => self.pause(request),
                 Method::GetParameter | Method::SetParameter => {
                     Ok((self.ok(request), Next::Continue))
                 }
@@ -305,6 +305,7 @@ impl Connection {
             udp_ports: vec![None; count],
             udp_routes: Vec::new(),
             udp_reader: None,
+            losses: ReaderLosses::new(count),
         });
         Ok((self.ok(request), Next::Continue))
     }
@@ -525,6 +526,7 @@ impl Connection {
                 udp_ports: vec![None; count],
                 udp_routes: Vec::new(),
                 udp_reader: None,
+                losses: ReaderLosses::new(count),
             });
         }
         let count = self.session.as_ref().map_or(0, |s| s.channels.len());
@@ -616,7 +618,17 @@ impl Connection {
                     self.shared.shutdown.clone(),
                 );
             }
-            _ => self.queue = Some(subscription.rx),
+            _ => {
+                // The odd channel of each track carries the reader's receiver reports.
+                let mut inbound = vec![None; 256];
+                for (track, channel) in session.channels.iter().enumerate() {
+                    if let Some(rtp) = channel {
+                        inbound[usize::from(rtp.wrapping_add(1))] = Some((track, true));
+                    }
+                }
+                self.inbound = inbound;
+                self.queue = Some(subscription.rx);
+            }
         }
         info!(session = %session.id, "reader started");
         let response = self
@@ -624,6 +636,36 @@ impl Connection {
             .with_header(names::RANGE, RANGE_LIVE)
             .with_header(names::RTP_INFO, format_rtp_info(&rtp_info));
         Ok((response, Next::Continue))
+    }
+
+    /// PAUSE (RFC 2326 §10.6) of a playing TCP reader: it is detached from the stream (its
+    /// queue dropped) and a later PLAY subscribes it again, from the next keyframe (the cached
+    /// GOP) with a new `RTP-Info`. Publishers cannot pause (455, like MediaMTX).
+    fn pause(&mut self, request: &Request) -> Handled {
+        let Some(session) = &mut self.session else {
+            return Err(refuse(StatusCode::SessionNotFound, "PAUSE needs a session"));
+        };
+        match session.role {
+            Role::Read { playing: true } => {}
+            Role::Read { playing: false } => return Ok((self.ok(request), Next::Continue)),
+            Role::Publish { .. } => {
+                return Err(refuse(
+                    StatusCode::MethodNotValidInThisState,
+                    "a publishing session cannot be paused",
+                ));
+            }
+        }
+        if session.udp_reader.is_some() {
+            return Err(refuse(
+                StatusCode::NotImplemented,
+                "PAUSE of a UDP reader is not supported",
+            ));
+        }
+        self.queue = None;
+        session.stream.unsubscribe(&session.info);
+        session.role = Role::Read { playing: false };
+        info!(session = %session.id, "reader paused");
+        Ok((self.ok(request), Next::Continue))
     }
 
     fn record(&mut self, request: &Request) -> Handled {

@@ -329,8 +329,8 @@ pub(super) struct UdpReader {
     last_seen: Mutex<Instant>,
     /// Whether the RTSP connection that set the session up is still open.
     attached: AtomicBool,
-    /// Per track, the cumulative loss of the latest receiver report.
-    lost: Vec<AtomicU64>,
+    /// Losses from its receiver reports.
+    lost: ReaderLosses,
     /// Cancelled by TEARDOWN.
     pub stop: CancellationToken,
 }
@@ -342,7 +342,7 @@ impl UdpReader {
             info,
             last_seen: Mutex::new(Instant::now()),
             attached: AtomicBool::new(true),
-            lost: (0..tracks).map(|_| AtomicU64::new(0)).collect(),
+            lost: ReaderLosses::new(tracks),
             stop: CancellationToken::new(),
         })
     }
@@ -363,8 +363,26 @@ impl UdpReader {
             && now.saturating_duration_since(*lock(&self.last_seen)) >= SESSION_TIMEOUT
     }
 
-    /// Losses from the reader's receiver reports (RFC 3550 §6.4.2), into its counters.
+    /// Losses from the reader's receiver reports, into its counters.
     fn on_rtcp(&self, track: usize, packets: &[RtcpPacket]) {
+        self.lost.on_rtcp(&self.info, track, packets);
+    }
+}
+
+/// A reader's losses: per track, the cumulative loss of its latest receiver report
+/// (RFC 3550 §6.4.2), summed into its `packets_lost`. Shared by UDP and TCP readers.
+pub(super) struct ReaderLosses {
+    lost: Vec<AtomicU64>,
+}
+
+impl ReaderLosses {
+    pub(super) fn new(tracks: usize) -> Self {
+        ReaderLosses {
+            lost: (0..tracks).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    pub(super) fn on_rtcp(&self, info: &SessionInfo, track: usize, packets: &[RtcpPacket]) {
         let Some(slot) = self.lost.get(track) else {
             return;
         };
@@ -381,10 +399,7 @@ impl UdpReader {
             }
         }
         let total = self.lost.iter().map(|l| l.load(Ordering::Relaxed)).sum();
-        self.info
-            .counters
-            .packets_lost
-            .store(total, Ordering::Relaxed);
+        info.counters.packets_lost.store(total, Ordering::Relaxed);
     }
 }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 pub use streamplane_testkit::media::{
     assert_decoded, assert_gst_decoded, clip, ffmpeg_reader, gst_reader,
 };
-use streamplane_testkit::{Process, Worker, WorkerBuilder, free_udp_port_pair};
+use streamplane_testkit::{Process, Worker, WorkerBuilder};
 use tokio::io::AsyncReadExt as _;
 use tokio::net::TcpStream;
 
@@ -22,15 +22,10 @@ pub fn url(worker: &Worker, path: &str) -> String {
     format!("rtsp://{}/{path}", worker.address(RTSP))
 }
 
-/// A standalone worker with RTSP on a free port and RTP/RTCP on a free even/odd UDP pair.
+/// A standalone worker with RTSP, RTP and RTCP on free ports (the test kit retries with other
+/// ports if a parallel test takes one first).
 pub async fn start_worker() -> Worker {
-    let (rtp, rtcp) = free_udp_port_pair();
-    WorkerBuilder::standalone()
-        .listen(RTSP)
-        .address(RTP, SocketAddr::from(([127, 0, 0, 1], rtp)))
-        .address(RTCP, SocketAddr::from(([127, 0, 0, 1], rtcp)))
-        .start()
-        .await
+    WorkerBuilder::standalone().listen(RTSP).start().await
 }
 
 /// ffmpeg publishing the clip in a loop to `path` over `transport` (`tcp` or `udp`); returns

@@ -1,0 +1,315 @@
+//! PAUSE (RFC 2326 §10.6) on raw TCP connections against the real worker: a playing TCP
+//! reader stops receiving `$` frames, a later PLAY resumes it from a keyframe with a new
+//! `RTP-Info`; a recording publisher cannot pause (455), PAUSE without a session is 454. The
+//! reader also sends a receiver report on its RTCP channel, which the worker takes quietly
+//! (its losses are checked by the unit tests in `rtsp::conn`; they are only observable in the
+//! control-plane report).
+//!
+//! Needs `cargo build -p streamplane-worker` first, and ffmpeg.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::{DEADLINE, RTSP, publish, read_response, start_worker, url};
+use streamplane_media_core::rtcp::{ReceiverReport, ReportBlock, RtcpPacket};
+use streamplane_media_core::rtp::Ssrc;
+use streamplane_testkit::Worker;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpStream;
+
+const PCMU_SDP: &str = "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=raw\r\nt=0 0\r\n\
+m=audio 0 RTP/AVP 0\r\na=control:trackID=0\r\n";
+
+/// How long a paused reader must stay silent.
+const QUIET: Duration = Duration::from_millis(500);
+
+async fn connect(worker: &Worker) -> TcpStream {
+    TcpStream::connect(worker.address(RTSP)).await.unwrap()
+}
+
+fn status_line(head: &str) -> &str {
+    head.lines().next().unwrap_or_default()
+}
+
+fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(": "))
+}
+
+fn session_id(head: &str) -> String {
+    let value = header(head, "Session").unwrap();
+    value.split(';').next().unwrap().trim().to_owned()
+}
+
+fn frame(channel: u8, payload: &[u8]) -> Vec<u8> {
+    let mut out = vec![b'$', channel];
+    out.extend_from_slice(&u16::try_from(payload.len()).unwrap().to_be_bytes());
+    out.extend_from_slice(payload);
+    out
+}
+
+/// What the server sent next on a reader's connection.
+enum Item {
+    Frame { channel: u8, payload: Vec<u8> },
+    Response(String),
+}
+
+async fn read_item(conn: &mut TcpStream) -> Item {
+    let mut first = [0u8; 1];
+    tokio::time::timeout(DEADLINE, conn.read_exact(&mut first))
+        .await
+        .expect("something from the server")
+        .unwrap();
+    if first[0] == b'$' {
+        let mut header = [0u8; 3];
+        conn.read_exact(&mut header).await.unwrap();
+        let mut payload = vec![0; usize::from(u16::from_be_bytes([header[1], header[2]]))];
+        conn.read_exact(&mut payload).await.unwrap();
+        return Item::Frame {
+            channel: header[0],
+            payload,
+        };
+    }
+    let mut head = vec![first[0]];
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        conn.read_exact(&mut byte).await.unwrap();
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).into_owned();
+    if let Some(len) = header(&head, "Content-Length") {
+        let mut body = vec![0; len.trim().parse().unwrap()];
+        conn.read_exact(&mut body).await.unwrap();
+    }
+    Item::Response(head)
+}
+
+/// Sends `request` on a connection that may be receiving frames; the response head (frames
+/// before it are skipped).
+async fn ask_playing(conn: &mut TcpStream, request: &str) -> String {
+    conn.write_all(request.as_bytes()).await.unwrap();
+    loop {
+        if let Item::Response(head) = read_item(conn).await {
+            return head;
+        }
+    }
+}
+
+async fn ask(conn: &mut TcpStream, request: &str) -> String {
+    conn.write_all(request.as_bytes()).await.unwrap();
+    read_response(conn).await.0
+}
+
+/// The next RTP packet on `channel`, skipping RTCP.
+async fn next_rtp(conn: &mut TcpStream, channel: u8) -> Vec<u8> {
+    loop {
+        match read_item(conn).await {
+            Item::Frame {
+                channel: c,
+                payload,
+            } if c == channel => return payload,
+            Item::Frame { .. } => {}
+            Item::Response(head) => panic!("unexpected response:\n{head}"),
+        }
+    }
+}
+
+fn seq(rtp: &[u8]) -> u16 {
+    u16::from_be_bytes([rtp[2], rtp[3]])
+}
+
+/// The `seq` of the single `RTP-Info` entry.
+fn rtp_info_seq(head: &str) -> u16 {
+    let info = header(head, "RTP-Info").unwrap_or_else(|| panic!("no RTP-Info:\n{head}"));
+    info.split(';')
+        .find_map(|p| p.trim().strip_prefix("seq="))
+        .unwrap_or_else(|| panic!("no seq in RTP-Info: {info}"))
+        .parse()
+        .unwrap()
+}
+
+fn receiver_report(lost: i32) -> Bytes {
+    RtcpPacket::write_compound(&[RtcpPacket::ReceiverReport(ReceiverReport {
+        ssrc: Ssrc(0x5eed),
+        reports: vec![ReportBlock {
+            ssrc: Ssrc(1),
+            cumulative_lost: lost,
+            ..ReportBlock::default()
+        }],
+        extension: Bytes::new(),
+    })])
+    .unwrap()
+}
+
+#[tokio::test]
+async fn pause_stops_a_tcp_reader_and_play_resumes_it() {
+    let worker = start_worker().await;
+    let _publisher = publish(&worker, "live", "tcp").await;
+    let live = url(&worker, "live");
+
+    // PAUSE without a session: 454.
+    let mut conn = connect(&worker).await;
+    let head = ask(
+        &mut conn,
+        &format!("PAUSE {live} RTSP/1.0\r\nCSeq: 1\r\n\r\n"),
+    )
+    .await;
+    assert_eq!(
+        status_line(&head),
+        "RTSP/1.0 454 Session Not Found",
+        "{head}"
+    );
+
+    // A reader: DESCRIBE, SETUP of the video track over TCP, PLAY; frames arrive.
+    let mut reader = connect(&worker).await;
+    let head = ask(
+        &mut reader,
+        &format!("DESCRIBE {live} RTSP/1.0\r\nCSeq: 1\r\nAccept: application/sdp\r\n\r\n"),
+    )
+    .await;
+    assert_eq!(status_line(&head), "RTSP/1.0 200 OK", "{head}");
+    let head = ask(
+        &mut reader,
+        &format!(
+            "SETUP {live}/trackID=0 RTSP/1.0\r\nCSeq: 2\r\n\
+             Transport: RTP/AVP/TCP;unicast;interleaved=0-1\r\n\r\n"
+        ),
+    )
+    .await;
+    assert_eq!(status_line(&head), "RTSP/1.0 200 OK", "{head}");
+    let session = session_id(&head);
+    let head = ask(
+        &mut reader,
+        &format!("PLAY {live} RTSP/1.0\r\nCSeq: 3\r\nSession: {session}\r\n\r\n"),
+    )
+    .await;
+    assert_eq!(status_line(&head), "RTSP/1.0 200 OK", "{head}");
+    for _ in 0..20 {
+        next_rtp(&mut reader, 0).await;
+    }
+
+    // A receiver report on the track's RTCP channel is taken without harm.
+    reader
+        .write_all(&frame(1, &receiver_report(5)))
+        .await
+        .unwrap();
+    for _ in 0..5 {
+        next_rtp(&mut reader, 0).await;
+    }
+
+    // PAUSE: 200 with the session, then silence.
+    let head = ask_playing(
+        &mut reader,
+        &format!("PAUSE {live} RTSP/1.0\r\nCSeq: 4\r\nSession: {session}\r\n\r\n"),
+    )
+    .await;
+    assert_eq!(status_line(&head), "RTSP/1.0 200 OK", "{head}");
+    assert_eq!(session_id(&head), session, "{head}");
+    assert!(head.contains("CSeq: 4"), "{head}");
+    let mut byte = [0u8; 1];
+    // Asserting an absence: a bounded quiet period is the only way.
+    match tokio::time::timeout(QUIET, reader.read(&mut byte)).await {
+        Err(_) => {}
+        Ok(read) => panic!("a paused reader received something: {read:?} {byte:?}"),
+    }
+
+    // The paused session is still there: keep-alives work.
+    let head = ask(
+        &mut reader,
+        &format!("GET_PARAMETER {live} RTSP/1.0\r\nCSeq: 5\r\nSession: {session}\r\n\r\n"),
+    )
+    .await;
+    assert_eq!(status_line(&head), "RTSP/1.0 200 OK", "{head}");
+
+    // PLAY again: a new RTP-Info, and packets flow from the sequence number it names.
+    let head = ask(
+        &mut reader,
+        &format!("PLAY {live} RTSP/1.0\r\nCSeq: 6\r\nSession: {session}\r\n\r\n"),
+    )
+    .await;
+    assert_eq!(status_line(&head), "RTSP/1.0 200 OK", "{head}");
+    let expected = rtp_info_seq(&head);
+    let first = next_rtp(&mut reader, 0).await;
+    assert_eq!(
+        seq(&first),
+        expected,
+        "resumed elsewhere than RTP-Info says"
+    );
+    for _ in 0..20 {
+        next_rtp(&mut reader, 0).await;
+    }
+
+    // PAUSE twice is harmless; TEARDOWN ends it.
+    let head = ask_playing(
+        &mut reader,
+        &format!("PAUSE {live} RTSP/1.0\r\nCSeq: 7\r\nSession: {session}\r\n\r\n"),
+    )
+    .await;
+    assert_eq!(status_line(&head), "RTSP/1.0 200 OK", "{head}");
+    let head = ask(
+        &mut reader,
+        &format!("PAUSE {live} RTSP/1.0\r\nCSeq: 8\r\nSession: {session}\r\n\r\n"),
+    )
+    .await;
+    assert_eq!(status_line(&head), "RTSP/1.0 200 OK", "{head}");
+    let head = ask(
+        &mut reader,
+        &format!("TEARDOWN {live} RTSP/1.0\r\nCSeq: 9\r\nSession: {session}\r\n\r\n"),
+    )
+    .await;
+    assert_eq!(status_line(&head), "RTSP/1.0 200 OK", "{head}");
+}
+
+#[tokio::test]
+async fn a_recording_publisher_cannot_pause() {
+    let worker = start_worker().await;
+    let raw = url(&worker, "raw");
+    let mut publisher = connect(&worker).await;
+    let head = ask(
+        &mut publisher,
+        &format!(
+            "ANNOUNCE {raw} RTSP/1.0\r\nCSeq: 1\r\nContent-Type: application/sdp\r\n\
+             Content-Length: {}\r\n\r\n{PCMU_SDP}",
+            PCMU_SDP.len()
+        ),
+    )
+    .await;
+    assert_eq!(status_line(&head), "RTSP/1.0 200 OK", "{head}");
+    let session = session_id(&head);
+    let head = ask(
+        &mut publisher,
+        &format!(
+            "SETUP {raw}/trackID=0 RTSP/1.0\r\nCSeq: 2\r\nSession: {session}\r\n\
+             Transport: RTP/AVP/TCP;unicast;interleaved=0-1;mode=record\r\n\r\n"
+        ),
+    )
+    .await;
+    assert_eq!(status_line(&head), "RTSP/1.0 200 OK", "{head}");
+    let head = ask(
+        &mut publisher,
+        &format!("RECORD {raw} RTSP/1.0\r\nCSeq: 3\r\nSession: {session}\r\n\r\n"),
+    )
+    .await;
+    assert_eq!(status_line(&head), "RTSP/1.0 200 OK", "{head}");
+    let head = ask(
+        &mut publisher,
+        &format!("PAUSE {raw} RTSP/1.0\r\nCSeq: 4\r\nSession: {session}\r\n\r\n"),
+    )
+    .await;
+    assert_eq!(
+        status_line(&head),
+        "RTSP/1.0 455 Method Not Valid In This State",
+        "{head}"
+    );
+    // The connection stays usable.
+    let head = ask(
+        &mut publisher,
+        &format!("OPTIONS {raw} RTSP/1.0\r\nCSeq: 5\r\nSession: {session}\r\n\r\n"),
+    )
+    .await;
+    assert_eq!(status_line(&head), "RTSP/1.0 200 OK", "{head}");
+}
