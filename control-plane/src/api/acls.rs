@@ -152,11 +152,7 @@ pub async fn list_acls(
     let listing = state.store.list_acls(&filter, page).await?;
     Ok(HttpResponse::Ok().json(AclList {
         items: listing.items.into_iter().map(AclRule::from).collect(),
-        page: PageInfo {
-            page: page.page,
-            per_page: page.per_page,
-            total: listing.total,
-        },
+        page: PageInfo::new(page, listing.total),
     }))
 }
 

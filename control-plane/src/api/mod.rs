@@ -96,6 +96,16 @@ pub struct PageInfo {
     pub total: i64,
 }
 
+impl PageInfo {
+    pub fn new(page: Page, total: i64) -> Self {
+        PageInfo {
+            page: page.page,
+            per_page: page.per_page,
+            total,
+        }
+    }
+}
+
 #[derive(OpenApi)]
 #[openapi(
     info(

@@ -124,11 +124,7 @@ pub async fn list_users(
     let listing = state.store.list_users(&filter, page).await?;
     Ok(HttpResponse::Ok().json(UserList {
         items: listing.items.into_iter().map(User::from).collect(),
-        page: PageInfo {
-            page: page.page,
-            per_page: page.per_page,
-            total: listing.total,
-        },
+        page: PageInfo::new(page, listing.total),
     }))
 }
 

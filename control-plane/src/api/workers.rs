@@ -103,11 +103,7 @@ pub async fn list_workers(
             .into_iter()
             .map(|r| Worker::from_row(r, desired))
             .collect(),
-        page: PageInfo {
-            page: page.page,
-            per_page: page.per_page,
-            total: listing.total,
-        },
+        page: PageInfo::new(page, listing.total),
     }))
 }
 

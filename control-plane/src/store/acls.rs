@@ -85,10 +85,7 @@ impl Store {
         .bind(id)
         .fetch_optional(self.pool())
         .await?
-        .ok_or_else(|| StoreError::NotFound {
-            resource: "acl rule",
-            id: id.to_string(),
-        })
+        .ok_or_else(|| StoreError::not_found("acl rule", id))
     }
 
     pub async fn create_acl(&self, new: NewAcl, actor: &Actor) -> Result<AclRow, StoreError> {
@@ -158,10 +155,7 @@ impl Store {
             .build_query_as()
             .fetch_optional(&mut *tx)
             .await?
-            .ok_or_else(|| StoreError::NotFound {
-                resource: "acl rule",
-                id: id.to_string(),
-            })?;
+            .ok_or_else(|| StoreError::not_found("acl rule", id))?;
         audit(
             &mut tx,
             actor,
@@ -183,10 +177,7 @@ impl Store {
             .await?
             .rows_affected();
         if n == 0 {
-            return Err(StoreError::NotFound {
-                resource: "acl rule",
-                id: id.to_string(),
-            });
+            return Err(StoreError::not_found("acl rule", id));
         }
         audit(
             &mut tx,

@@ -41,6 +41,15 @@ pub enum StoreError {
     Other(String),
 }
 
+impl StoreError {
+    pub fn not_found(resource: &'static str, id: impl ToString) -> Self {
+        StoreError::NotFound {
+            resource,
+            id: id.to_string(),
+        }
+    }
+}
+
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
         match &e {

@@ -68,10 +68,7 @@ impl Store {
             .bind(name)
             .fetch_optional(self.pool())
             .await?
-            .ok_or_else(|| StoreError::NotFound {
-                resource: "path",
-                id: name.to_string(),
-            })
+            .ok_or_else(|| StoreError::not_found("path", name))
     }
 
     pub async fn create_path(&self, p: NewPath, actor: &Actor) -> Result<PathRow, StoreError> {
@@ -152,10 +149,7 @@ impl Store {
             .build_query_as()
             .fetch_optional(&mut *tx)
             .await?
-            .ok_or_else(|| StoreError::NotFound {
-                resource: "path",
-                id: name.to_string(),
-            })?;
+            .ok_or_else(|| StoreError::not_found("path", name))?;
         audit(&mut tx, actor, "update", "path", name, changed.into()).await?;
         tx.commit().await?;
         Ok(row)
@@ -169,10 +163,7 @@ impl Store {
             .await?
             .rows_affected();
         if n == 0 {
-            return Err(StoreError::NotFound {
-                resource: "path",
-                id: name.to_string(),
-            });
+            return Err(StoreError::not_found("path", name));
         }
         audit(
             &mut tx,

@@ -83,10 +83,7 @@ impl Store {
             .bind(id)
             .fetch_optional(self.pool())
             .await?
-            .ok_or_else(|| StoreError::NotFound {
-                resource: "user",
-                id: id.to_string(),
-            })
+            .ok_or_else(|| StoreError::not_found("user", id))
     }
 
     pub async fn find_user_by_name(&self, username: &str) -> Result<Option<UserRow>, StoreError> {
@@ -214,10 +211,7 @@ impl Store {
             .build_query_as()
             .fetch_optional(&mut *tx)
             .await?
-            .ok_or_else(|| StoreError::NotFound {
-                resource: "user",
-                id: id.to_string(),
-            })?;
+            .ok_or_else(|| StoreError::not_found("user", id))?;
         ensure_an_admin_remains(&mut tx).await?;
         audit(
             &mut tx,
@@ -240,10 +234,7 @@ impl Store {
             .await?
             .rows_affected();
         if deleted == 0 {
-            return Err(StoreError::NotFound {
-                resource: "user",
-                id: id.to_string(),
-            });
+            return Err(StoreError::not_found("user", id));
         }
         ensure_an_admin_remains(&mut tx).await?;
         audit(

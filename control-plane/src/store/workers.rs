@@ -142,10 +142,7 @@ impl Store {
             .bind(id)
             .fetch_optional(self.pool())
             .await?
-            .ok_or_else(|| StoreError::NotFound {
-                resource: "worker",
-                id: id.to_string(),
-            })
+            .ok_or_else(|| StoreError::not_found("worker", id))
     }
 }
 
