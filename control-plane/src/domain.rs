@@ -195,3 +195,59 @@ mod tests {
         assert!(parse_network("example.com").is_err());
     }
 }
+
+/// MediaMTX's catch-all path names, tried after every other pattern.
+pub const CATCH_ALL_NAMES: [&str; 2] = ["all_others", "all"];
+
+/// Which configured path a concrete name (as workers report it) falls under, by the order
+/// workers use: exact name, then regexes in byte order, then the catch-all.
+#[derive(Debug, Default)]
+pub struct PathResolver {
+    rules: streamplane_media_core::PathRules<String>,
+    catch_all: Option<String>,
+}
+
+impl PathResolver {
+    /// Builds from stored names; a name that does not parse is skipped (it never reaches a
+    /// worker either).
+    pub fn new<'a>(names: impl IntoIterator<Item = &'a str>) -> Self {
+        let mut catch_all = None;
+        let mut entries = Vec::new();
+        for name in names {
+            if CATCH_ALL_NAMES.contains(&name) {
+                catch_all.get_or_insert_with(|| name.to_owned());
+            } else if let Ok(pattern) = streamplane_media_core::path::PathPattern::from_str(name) {
+                entries.push((pattern, name.to_owned()));
+            }
+        }
+        let rules = streamplane_media_core::PathRules::new(entries).unwrap_or_default();
+        PathResolver { rules, catch_all }
+    }
+
+    /// The configured name (exact, `~regex` or catch-all) that `name` resolves to.
+    pub fn resolve(&self, name: &str) -> Option<&str> {
+        let parsed = name.parse::<streamplane_media_core::PathName>().ok()?;
+        match self.rules.find(&parsed) {
+            Some((_, configured)) => Some(configured),
+            None => self.catch_all.as_deref(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod resolver_tests {
+    use super::PathResolver;
+
+    #[test]
+    fn names_resolve_in_worker_order() {
+        let r = PathResolver::new(["cam1", "~^cam[0-9]+$", "~^c.*x$", "all_others"]);
+        assert_eq!(r.resolve("cam1"), Some("cam1"));
+        assert_eq!(r.resolve("cam2"), Some("~^cam[0-9]+$"));
+        // Both regexes match; the first in byte order of the source wins ('.' < 'a').
+        assert_eq!(r.resolve("cam9x"), Some("~^c.*x$"));
+        assert_eq!(r.resolve("other"), Some("all_others"));
+        assert_eq!(r.resolve("bad name"), None);
+        let none = PathResolver::new(["cam1"]);
+        assert_eq!(none.resolve("cam2"), None);
+    }
+}

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use uuid::Uuid;
 
-use crate::domain::Role;
+use crate::domain::{PathResolver, Role};
 use crate::grpc::convert::snapshot_to_proto;
 use crate::store::paths::PathRow;
 use crate::store::{Snapshot, Store, StoreError};
@@ -39,6 +39,8 @@ pub struct Published {
     pub users: HashMap<Uuid, UserBrief>,
     /// Every path, ordered by name (bytewise), for list reads without a database round trip.
     pub paths: Vec<PathRow>,
+    /// Which configured path a reported concrete name belongs to.
+    pub resolver: PathResolver,
 }
 
 impl Published {
@@ -46,6 +48,7 @@ impl Published {
         Published {
             state: snapshot_to_proto(s),
             paths: s.paths.clone(),
+            resolver: PathResolver::new(s.paths.iter().map(|p| p.name.as_str())),
             users: s
                 .users
                 .iter()
@@ -175,6 +178,7 @@ mod tests {
             },
             users: HashMap::new(),
             paths: Vec::new(),
+            resolver: PathResolver::default(),
         };
         let hub = SnapshotHub::new();
         let mut rx = hub.subscribe();

@@ -279,9 +279,46 @@ async fn sessions_of_online_workers_are_listed_filtered_paginated_and_kicked() {
     assert_eq!(b["ready"], false, "{b}");
     assert_eq!(b["publisher"], Value::Null, "{b}");
     assert_eq!(b["readers"], 1, "{b}");
+    assert_eq!(a["path"], "cam", "{a}");
     // The listing has no live state.
     let (_, l) = call(&cp, &viewer, Method::GET, "/api/v1/paths").await;
     assert!(l["items"][0].get("live").is_none(), "{l}");
+    // A name no pattern matches is live under the catch-all; once a regex matches it, under
+    // the regex (the order workers resolve names in), and `cam` stays with its exact path.
+    let live_paths = |p: &Value| -> Vec<String> {
+        p["live"]["workers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|w| w["path"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let (_, p) = call(&cp, &viewer, Method::GET, "/api/v1/paths/all_others").await;
+    assert_eq!(live_paths(&p), ["other"], "{p}");
+    assert_eq!(p["live"]["online"], true, "{p}");
+    api_expect(
+        &cp,
+        Method::POST,
+        "/api/v1/paths",
+        Some(json!({"name": "~^(cam|oth.*)$"})),
+        StatusCode::CREATED,
+    )
+    .await;
+    let (s, p) = call(
+        &cp,
+        &viewer,
+        Method::GET,
+        "/api/v1/paths/~%5E(cam%7Coth.*)%24",
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{p}");
+    assert_eq!(live_paths(&p), ["other"], "{p}");
+    assert_eq!(p["live"]["workers"][0]["publisher"]["id"], "o-pub", "{p}");
+    let (_, p) = call(&cp, &viewer, Method::GET, "/api/v1/paths/all_others").await;
+    assert_eq!(live_paths(&p), Vec::<String>::new(), "{p}");
+    assert_eq!(p["live"]["online"], false, "{p}");
+    let (_, p) = call(&cp, &viewer, Method::GET, "/api/v1/paths/cam").await;
+    assert_eq!(live_paths(&p), ["cam", "cam"], "{p}");
 
     // Kicks: roles, unknown ids, then a real one reaches the worker's desired state.
     let (s, l) = call(&cp, &viewer, Method::DELETE, "/api/v1/sessions/a-r1").await;

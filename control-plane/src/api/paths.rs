@@ -7,7 +7,7 @@ use uuid::Uuid;
 use super::extract::{Caller, JsonBody};
 use super::sessions::{ReportedPath, Session, SessionRole, reported_paths};
 use super::{AppState, PageInfo, PageParams};
-use crate::domain::{Role, SourceKind, validate_path_pattern, validate_source_url};
+use crate::domain::{PathResolver, Role, SourceKind, validate_path_pattern, validate_source_url};
 use crate::error::{ApiError, FieldError};
 use crate::store::{NewPath, PathPatch, paths::PathRow};
 
@@ -45,7 +45,8 @@ pub struct Path {
     pub updated_at: DateTime<Utc>,
     pub created_by: Option<Uuid>,
     pub updated_by: Option<Uuid>,
-    /// Only in `GET /api/v1/paths/{name}` of an exact name: what the online workers report.
+    /// Only in `GET /api/v1/paths/{name}`: what the online workers report for the concrete
+    /// names that resolve to this path (for a `~regex` or the catch-all, every such name).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub live: Option<PathLive>,
 }
@@ -61,6 +62,9 @@ pub struct PathLive {
 
 #[derive(Serialize, ToSchema)]
 pub struct PathOnWorker {
+    /// The concrete path name, as published (differs from the configured name for a `~regex`
+    /// or the catch-all).
+    pub path: String,
     pub worker_id: Uuid,
     pub worker_name: String,
     pub ready: bool,
@@ -69,10 +73,11 @@ pub struct PathOnWorker {
     pub readers: u32,
 }
 
-fn live(name: &str, reported: Vec<ReportedPath>) -> PathLive {
+/// The live state of configured path `name`: the reported names that `resolver` maps to it.
+fn live(name: &str, resolver: &PathResolver, reported: Vec<ReportedPath>) -> PathLive {
     let workers: Vec<PathOnWorker> = reported
         .into_iter()
-        .filter(|p| p.name == name)
+        .filter(|p| resolver.resolve(&p.name) == Some(name))
         .map(|p| {
             let readers = p
                 .sessions
@@ -80,6 +85,7 @@ fn live(name: &str, reported: Vec<ReportedPath>) -> PathLive {
                 .filter(|s| s.role == SessionRole::Reader)
                 .count();
             PathOnWorker {
+                path: p.name,
                 worker_id: p.worker_id,
                 worker_name: p.worker_name,
                 ready: p.ready,
@@ -370,8 +376,8 @@ pub async fn create_path(
         .json(Path::from(row)))
 }
 
-/// Gets a path by name (URL-encode `~regex` names); an exact name comes with its live state
-/// on the online workers (`live`).
+/// Gets a path by name (URL-encode `~regex` names), with its live state on the online workers
+/// (`live`): for a `~regex` or the catch-all, every published name that resolves to it.
 #[utoipa::path(get, path = "/api/v1/paths/{name}", tag = "paths", params(("name" = String, Path)), security(("bearer" = [])), responses(
     (status = 200, body = Path),
     (status = 404, body = crate::error::Problem, content_type = "application/problem+json"),
@@ -384,11 +390,10 @@ pub async fn get_path(
 ) -> Result<HttpResponse, ApiError> {
     caller.require(Role::Viewer)?;
     let mut path = Path::from(state.store.get_path(&name).await?);
-    // Workers report concrete names; a `~regex` pattern has no live state of its own.
-    if !path.name.starts_with('~') {
-        let reported = reported_paths(state.store.online_reports().await?);
-        path.live = Some(live(&path.name, reported));
-    }
+    let reported = reported_paths(state.store.online_reports().await?);
+    // Resolved with the published generation, the configuration workers serve.
+    let published = state.hub.current();
+    path.live = Some(live(&path.name, &published.resolver, reported));
     Ok(HttpResponse::Ok().json(path))
 }
 
