@@ -32,6 +32,8 @@ pub struct DesiredState {
     /// Allow-list: a request is granted when one rule matches.
     pub acl: Vec<AclRule>,
     pub jwt_keys: Vec<JwtPublicKey>,
+    /// RTSP authentication schemes offered in challenges and accepted.
+    pub rtsp_auth: RtspAuthMethods,
     /// Media sessions to close (ids as in reports), kicked through the control plane. Shared,
     /// so that the state stays small to copy and the media layer can hold it cheaply.
     pub kicked_sessions: Arc<HashSet<String>>,
@@ -98,6 +100,50 @@ pub struct User {
     /// API role; `None` for media-only users (cameras, players).
     pub role: Option<UserRole>,
     pub disabled: bool,
+    /// Set when the user may authenticate with RTSP Digest.
+    pub digest_ha1: Option<DigestHa1>,
+}
+
+/// RTSP Digest's `HA1 = MD5(username:realm:password)`: whoever knows it can answer Digest
+/// challenges for that user, so it is a password equivalent. `Debug` prints `***`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DigestHa1([u8; 16]);
+
+impl DigestHa1 {
+    pub fn new(bytes: [u8; 16]) -> Self {
+        DigestHa1(bytes)
+    }
+
+    pub fn compute(username: &str, realm: &str, password: &str) -> Self {
+        use md5::{Digest as _, Md5};
+        DigestHa1(Md5::digest(format!("{username}:{realm}:{password}")).into())
+    }
+
+    pub fn expose(&self) -> &[u8; 16] {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for DigestHa1 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DigestHa1(***)")
+    }
+}
+
+/// Which RTSP authentication schemes the worker offers (MediaMTX's `rtspAuthMethods`).
+/// Managed mode offers Basic always and Digest when any user has an HA1; standalone mode
+/// offers what the file says (Basic by default).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RtspAuthMethods {
+    pub basic: bool,
+    pub digest: bool,
+}
+
+impl RtspAuthMethods {
+    pub const BASIC: Self = RtspAuthMethods {
+        basic: true,
+        digest: false,
+    };
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -137,6 +183,8 @@ pub enum InvalidDesiredState {
     UserRole { user_id: String, value: i32 },
     #[error("user {user_id:?}: id or username {username:?} is used twice")]
     DuplicateUser { user_id: String, username: String },
+    #[error("user {user_id:?}: digest_ha1 must be 16 bytes, got {len}")]
+    DigestHa1Length { user_id: String, len: usize },
     #[error("acl rule {rule_id:?}: unknown action {value}")]
     AclAction { rule_id: String, value: i32 },
     #[error("acl rule {rule_id:?}: path_pattern: {source}")]
@@ -202,6 +250,10 @@ impl TryFrom<pb::DesiredState> for DesiredState {
             .into_iter()
             .map(jwt_key)
             .collect::<Result<_, _>>()?;
+        let rtsp_auth = RtspAuthMethods {
+            basic: true,
+            digest: users.iter().any(|u| u.digest_ha1.is_some()),
+        };
         Ok(DesiredState {
             generation: s.generation,
             created_at,
@@ -210,6 +262,7 @@ impl TryFrom<pb::DesiredState> for DesiredState {
             users,
             acl,
             jwt_keys,
+            rtsp_auth,
             kicked_sessions: Arc::new(s.kicked_session_ids.into_iter().collect()),
         })
     }
@@ -305,12 +358,24 @@ fn users(users: Vec<pb::User>) -> Result<Vec<User>, InvalidDesiredState> {
                     username: u.username,
                 });
             }
+            let digest_ha1 = match u.digest_ha1 {
+                None => None,
+                Some(bytes) => Some(DigestHa1::new(
+                    <[u8; 16]>::try_from(bytes.as_slice()).map_err(|_| {
+                        InvalidDesiredState::DigestHa1Length {
+                            user_id: u.id.clone(),
+                            len: bytes.len(),
+                        }
+                    })?,
+                )),
+            };
             Ok(User {
                 id: UserId::new(u.id),
                 username: u.username,
                 password_hash: Secret::new(u.password_hash),
                 role,
                 disabled: u.disabled,
+                digest_ha1,
             })
         })
         .collect()
@@ -412,6 +477,7 @@ impl DesiredState {
             users: Vec::new(),
             acl: Vec::new(),
             jwt_keys: Vec::new(),
+            rtsp_auth: RtspAuthMethods::BASIC,
             kicked_sessions: Arc::default(),
         }
     }

@@ -51,6 +51,7 @@ fn full_snapshot() -> pb::DesiredState {
             password_hash: "$argon2id$v=19$...".into(),
             role: pb::UserRole::Operator.into(),
             disabled: false,
+            digest_ha1: Some(vec![9; 16]),
         }],
         acl_rules: vec![
             pb::AclRule {
@@ -100,6 +101,23 @@ fn converts_a_full_snapshot() {
     assert_eq!(cam.max_readers, None, "0 means unlimited");
     assert_eq!(s.users[0].role, Some(UserRole::Operator));
     assert!(!format!("{:?}", s.users[0]).contains("argon2"));
+    assert_eq!(
+        s.users[0].digest_ha1.as_ref().map(DigestHa1::expose),
+        Some(&[9; 16])
+    );
+    assert!(!format!("{:?}", s.users[0]).contains("9, 9"));
+    // A user with HA1: Digest is offered next to Basic.
+    assert_eq!(
+        s.rtsp_auth,
+        RtspAuthMethods {
+            basic: true,
+            digest: true
+        }
+    );
+    let mut without = full_snapshot();
+    without.users[0].digest_ha1 = None;
+    let s2 = DesiredState::try_from(without).unwrap();
+    assert_eq!(s2.rtsp_auth, RtspAuthMethods::BASIC);
     assert_eq!(s.acl.len(), 2);
     assert_eq!(s.acl[0].user, Some(UserId::new("u1")));
     assert_eq!(s.acl[1].path, None, "empty pattern matches every path");
@@ -127,6 +145,10 @@ fn names_the_bad_entry() {
             "path \"~^relay/(.+)$\": source_url \"10.0.0.9/x\" is not a URL",
         ),
         (|s| s.users[0].role = 42, "user \"u1\": unknown role 42"),
+        (
+            |s| s.users[0].digest_ha1 = Some(vec![1; 15]),
+            "user \"u1\": digest_ha1 must be 16 bytes, got 15",
+        ),
         (
             |s| s.users.push(s.users[0].clone()),
             "user \"u1\": id or username \"alice\" is used twice",
