@@ -270,6 +270,8 @@ pub async fn update_user(
 
 /// The HA1 change an update makes: `None` keeps the stored value, `Some(None)` clears it,
 /// `Some(Some(_))` stores a new one. Digest stays on unless the request turns it off.
+/// Decided on the row read before the update: a concurrent rename can leave an HA1 for the
+/// old name, which fails closed (Digest is refused until the password is set again).
 fn digest_change(current: &UserRow, b: &UpdateUser) -> Result<Option<Option<DigestHa1>>, ApiError> {
     let on = b.rtsp_digest.unwrap_or(current.rtsp_digest());
     if !on {
