@@ -2,7 +2,8 @@
 //! REST), a real worker following it, and ffmpeg publishing and reading with right, wrong and
 //! missing credentials, a control-plane JWT as `?token=`, and an ACL change taking effect on
 //! the next session without restarting the worker; and RTSP Digest for users with
-//! `rtsp_digest`, with ffmpeg and GStreamer.
+//! `rtsp_digest` on a worker whose `rtspAuthMethods` offers it, with ffmpeg and GStreamer,
+//! while a worker with the default (Basic only) keeps serving every user with Basic.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -222,7 +223,7 @@ async fn rtsp_auth_matrix_with_basic_jwt_and_live_acl_changes() {
     let viewer_read = api.create_acl(&viewer, "read", "cam1").await;
     wait_synced(&cp, &worker).await;
 
-    // The challenge: Basic only, since no user opted in to Digest (argon2 hashes cannot do it).
+    // The challenge: Basic only, the default rtspAuthMethods.
     let response = describe(&worker, &[]).await;
     assert!(response.starts_with("RTSP/1.0 401"), "{response}");
     let challenges: Vec<&str> = response
@@ -328,11 +329,28 @@ fn authenticated(log: &str, user: &str, action: &str, method: &str) -> usize {
         .count()
 }
 
+/// The `WWW-Authenticate` lines of a 401 to a DESCRIBE without credentials.
+async fn challenges(worker: &Worker) -> Vec<String> {
+    let response = describe(worker, &[]).await;
+    assert!(response.starts_with("RTSP/1.0 401"), "{response}");
+    response
+        .lines()
+        .filter(|l| l.to_ascii_lowercase().starts_with("www-authenticate:"))
+        .map(str::to_owned)
+        .collect()
+}
+
 #[tokio::test]
 async fn rtsp_digest_for_users_who_opted_in() {
     tokio::task::spawn_blocking(clip).await.unwrap();
     let cp = ControlPlane::start().await;
-    let worker = Worker::builder(&cp).listen(RTSP).start().await;
+    // Digest is the worker operator's choice; the default worker offers Basic only.
+    let worker = Worker::builder(&cp)
+        .listen(RTSP)
+        .env("STREAMPLANE_RTSP_AUTH_METHODS", "basic,digest")
+        .start()
+        .await;
+    let basic_worker = Worker::builder(&cp).listen(RTSP).start().await;
     let api = Api {
         cp: &cp,
         token: cp.admin_token().await,
@@ -360,23 +378,39 @@ async fn rtsp_digest_for_users_who_opted_in() {
     api.create_acl(&viewer, "read", "cam1").await;
     api.create_acl(&plain, "read", "cam1").await;
     wait_synced(&cp, &worker).await;
+    wait_synced(&cp, &basic_worker).await;
 
-    // A user has an HA1, so the worker offers Digest (first) and Basic.
-    let response = describe(&worker, &[]).await;
-    assert!(response.starts_with("RTSP/1.0 401"), "{response}");
-    let challenges: Vec<&str> = response
-        .lines()
-        .filter(|l| l.to_ascii_lowercase().starts_with("www-authenticate:"))
-        .collect();
-    assert_eq!(challenges.len(), 2, "{response}");
-    assert!(
-        challenges[0].starts_with("WWW-Authenticate: Digest realm=\"streamplane\", nonce=\""),
-        "{response}"
-    );
+    // Default rtspAuthMethods: users have HA1 values, yet only Basic is offered, so ffmpeg
+    // uses Basic for users with and without rtsp_digest alike.
     assert_eq!(
-        challenges[1],
-        "WWW-Authenticate: Basic realm=\"streamplane\""
+        challenges(&basic_worker).await,
+        ["WWW-Authenticate: Basic realm=\"streamplane\""]
     );
+    let url = rtsp_url(&basic_worker, Some(("dcam", CAM_PASSWORD)), "cam1");
+    let basic_publisher = publisher(&url, "publish-basic-worker");
+    basic_worker
+        .process()
+        .wait_for_line("publisher recording", DEADLINE)
+        .await;
+    let url = rtsp_url(&basic_worker, Some(("dviewer", VIEWER_PASSWORD)), "cam1");
+    assert_decoded(&reader(&url, "read-basic-worker-digest-user")).await;
+    let url = rtsp_url(&basic_worker, Some(("bviewer", VIEWER_PASSWORD)), "cam1");
+    assert_decoded(&reader(&url, "read-basic-worker-plain-user")).await;
+    drop(basic_publisher);
+    let log = basic_worker.process().output();
+    assert_eq!(authenticated(&log, "dcam", "publish", "basic"), 1, "{log}");
+    assert_eq!(authenticated(&log, "dviewer", "read", "basic"), 1, "{log}");
+    assert_eq!(authenticated(&log, "bviewer", "read", "basic"), 1, "{log}");
+    assert!(!log.contains("method=digest"), "{log}");
+
+    // The worker with rtspAuthMethods [basic, digest] offers Digest (first) and Basic.
+    let offered = challenges(&worker).await;
+    assert_eq!(offered.len(), 2, "{offered:?}");
+    assert!(
+        offered[0].starts_with("WWW-Authenticate: Digest realm=\"streamplane\", nonce=\""),
+        "{offered:?}"
+    );
+    assert_eq!(offered[1], "WWW-Authenticate: Basic realm=\"streamplane\"");
 
     // A wrong password under Digest is refused, and the log says why.
     let url = rtsp_url(&worker, Some(("dcam", "wrong-password")), "cam1");
@@ -402,8 +436,8 @@ async fn rtsp_digest_for_users_who_opted_in() {
     assert_eq!(authenticated(&log, "dcam", "publish", "digest"), 1, "{log}");
     assert_eq!(authenticated(&log, "dviewer", "read", "digest"), 2, "{log}");
 
-    // The trade-off of offering Digest: ffmpeg prefers it, so a user without rtsp_digest
-    // cannot log in with ffmpeg, and the log says what to change ...
+    // The trade-off of offering Digest on a worker: ffmpeg prefers it, so a user without
+    // rtsp_digest cannot log in there with ffmpeg, and the log says what to change ...
     let url = rtsp_url(&worker, Some(("bviewer", VIEWER_PASSWORD)), "cam1");
     assert_unauthorized(&reader(&url, "read-no-ha1")).await;
     worker
@@ -432,8 +466,10 @@ async fn rtsp_digest_for_users_who_opted_in() {
     let url = rtsp_url(&worker, Some(("dviewer", VIEWER_PASSWORD)), "cam1");
     assert_unauthorized(&reader(&url, "read-digest-turned-off")).await;
 
-    let log = worker.process().output();
-    for secret in [CAM_PASSWORD, VIEWER_PASSWORD, "response=", jwt.as_str()] {
-        assert!(!log.contains(secret), "{secret} reached the log:\n{log}");
+    for w in [&worker, &basic_worker] {
+        let log = w.process().output();
+        for secret in [CAM_PASSWORD, VIEWER_PASSWORD, "response=", jwt.as_str()] {
+            assert!(!log.contains(secret), "{secret} reached the log:\n{log}");
+        }
     }
 }

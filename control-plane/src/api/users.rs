@@ -61,7 +61,7 @@ pub struct CreateUser {
     pub role: Option<Role>,
     #[serde(default)]
     pub disabled: bool,
-    /// Lets the user authenticate to RTSP with Digest (workers then offer it). Stores
+    /// Lets the user authenticate to RTSP with Digest on workers that offer it. Stores
     /// MD5(username:realm:password), a password equivalent for RTSP Digest that is cheap to
     /// attack offline if the database leaks: turn it on only for clients that need Digest.
     #[serde(default)]

@@ -13,15 +13,15 @@
 //! | `paths.*.record`           | default `false`                                                |
 //! | `paths.*.publisherGrace`   | readers stay attached this long after the publisher leaves     |
 //! | `authInternalUsers`        | `[{user, pass, ips, permissions: [{action, path}]}]`           |
-//! | `rtspAuthMethods`          | `[basic]` (default), `[digest]`, or both (old name `authMethods`) |
 //!
 //! Without `paths`, any path is served (like `all_others: {}`); without `authInternalUsers`,
 //! MediaMTX's default applies: anyone may publish, read and play back, `api` and `metrics`
 //! only from localhost. `all` and `all_others` are tried after every exact name and regex.
 //! Passwords: plaintext (hashed with argon2id at load time, never kept), or `argon2:<PHC>`;
-//! `sha256:` hashes are refused for now. With `digest` in `rtspAuthMethods`, plaintext
-//! passwords also yield Digest's HA1 (`MD5(user:streamplane:pass)`, kept in memory only); users
-//! given as hashes cannot answer Digest, so `[digest]` alone with such users is a problem.
+//! `sha256:` hashes are refused for now. With `digest` in `rtspAuthMethods` (a worker key, see
+//! `config`), plaintext passwords also yield Digest's HA1 (`MD5(user:streamplane:pass)`, kept
+//! in memory only); users given as hashes cannot answer Digest, so `[digest]` alone with such
+//! users is a problem.
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
@@ -40,10 +40,11 @@ pub const CATCH_ALL_NAMES: [&str; 2] = ["all_others", "all"];
 
 const DEFAULT_ON_DEMAND_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Reads `paths` and `authInternalUsers` into the desired state served in standalone mode.
+/// Reads `paths` and `authInternalUsers` into the desired state served in standalone mode,
+/// offering `rtsp_auth` (the worker's `rtspAuthMethods`, read in `config`).
 /// Problems are recorded in the loader; the returned state is then meaningless.
 /// `managed`: a control plane is configured, so both keys are refused (its state applies).
-pub(crate) fn read(root: &Section<'_>, managed: bool) -> DesiredState {
+pub(crate) fn read(root: &Section<'_>, managed: bool, rtsp_auth: RtspAuthMethods) -> DesiredState {
     for key in ["paths", "authInternalUsers"] {
         if managed && root.is_set(key) {
             root.problem(
@@ -54,7 +55,7 @@ pub(crate) fn read(root: &Section<'_>, managed: bool) -> DesiredState {
         }
     }
     let mut state = DesiredState::standalone_default();
-    state.rtsp_auth = read_auth_methods(root, managed);
+    state.rtsp_auth = rtsp_auth;
     if root.is_set("paths") {
         let (paths, fallback) = read_paths(root);
         state.paths = paths;
@@ -156,51 +157,6 @@ fn read_path(s: Section<'_>) -> PathConfig {
     };
     s.finish();
     config
-}
-
-/// `rtspAuthMethods` (or its old name `authMethods`): which schemes RTSP clients are offered.
-fn read_auth_methods(root: &Section<'_>, managed: bool) -> RtspAuthMethods {
-    let key = if root.is_set("authMethods") && !root.is_set("rtspAuthMethods") {
-        "authMethods"
-    } else {
-        "rtspAuthMethods"
-    };
-    if root.is_set("authMethods") && root.is_set("rtspAuthMethods") {
-        let _: Option<Vec<String>> = root.get("authMethods");
-        root.problem(
-            "authMethods",
-            "the old name of rtspAuthMethods, which is set too; keep rtspAuthMethods",
-        );
-    }
-    let Some(values) = root.get::<Vec<String>>(key) else {
-        return RtspAuthMethods::BASIC;
-    };
-    let mut methods = RtspAuthMethods {
-        basic: false,
-        digest: false,
-    };
-    for value in &values {
-        match value.as_str() {
-            "basic" => methods.basic = true,
-            "digest" => methods.digest = true,
-            other => {
-                root.problem(key, format!("expected basic or digest, got {other:?}"));
-                return RtspAuthMethods::BASIC;
-            }
-        }
-    }
-    if !methods.basic && !methods.digest {
-        root.problem(key, "offer at least one method: basic, digest or both");
-        return RtspAuthMethods::BASIC;
-    }
-    if managed && methods != RtspAuthMethods::BASIC {
-        root.problem(
-            key,
-            "not used when controlPlaneUrl is set: workers offer Basic, and Digest for users \
-             the control plane marks rtsp_digest; remove it",
-        );
-    }
-    methods
 }
 
 fn read_users(root: &Section<'_>, methods: RtspAuthMethods) -> (Vec<User>, Vec<AclRule>) {

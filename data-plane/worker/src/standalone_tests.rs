@@ -367,16 +367,82 @@ fn rtsp_auth_method_problems_are_located() {
         text.contains("authMethods: the old name of rtspAuthMethods"),
         "{text}"
     );
-    let text = problems(
-        "controlPlaneUrl: http://cp:1\nenrollmentToken: t\nrtspAuthMethods: [basic, digest]\n",
+}
+
+fn from_env(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+    load_text(
+        Path::new("streamplane.yml"),
+        text,
+        env.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        Some("host-1".into()),
+    )
+    .map(|l| l.config)
+}
+
+const MANAGED: &str = "controlPlaneUrl: http://cp:1\nenrollmentToken: t\n";
+
+#[test]
+fn rtsp_auth_methods_apply_in_managed_mode_too() {
+    let both = RtspAuthMethods {
+        basic: true,
+        digest: true,
+    };
+    // Default: Basic only, whatever HA1 values the control plane sends.
+    assert_eq!(
+        from_yaml(MANAGED).unwrap().rtsp_auth,
+        RtspAuthMethods::BASIC
     );
+    let c = from_yaml(&format!("{MANAGED}rtspAuthMethods: [basic, digest]\n")).unwrap();
+    assert_eq!(c.rtsp_auth, both);
+    let c = from_yaml(&format!("{MANAGED}rtspAuthMethods: [digest]\n")).unwrap();
+    assert_eq!(
+        c.rtsp_auth,
+        RtspAuthMethods {
+            basic: false,
+            digest: true
+        }
+    );
+    // Standalone mode serves the same setting.
+    let c = from_yaml("rtspAuthMethods: [basic, digest]\n").unwrap();
+    assert_eq!((c.rtsp_auth, c.standalone.rtsp_auth), (both, both));
+
+    // From the environment, as a comma-separated list; ours before MediaMTX's name.
+    for var in ["STREAMPLANE_RTSP_AUTH_METHODS", "MTX_RTSPAUTHMETHODS"] {
+        let c = from_env(MANAGED, &[(var, "basic,digest")]).unwrap();
+        assert_eq!(c.rtsp_auth, both, "{var}");
+    }
+    let c = from_env(
+        "rtspAuthMethods: [basic]\n",
+        &[
+            ("STREAMPLANE_RTSP_AUTH_METHODS", "digest"),
+            ("MTX_RTSPAUTHMETHODS", "basic"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(
+        c.rtsp_auth,
+        RtspAuthMethods {
+            basic: false,
+            digest: true
+        }
+    );
+    let err = from_env(MANAGED, &[("MTX_RTSPAUTHMETHODS", "basic,ntlm")])
+        .err()
+        .unwrap()
+        .to_string();
     assert!(
-        text.contains(
-            "streamplane.yml:3:18: rtspAuthMethods: not used when controlPlaneUrl is set"
-        ),
-        "{text}"
+        err.contains("MTX_RTSPAUTHMETHODS")
+            && err.contains("rtspAuthMethods: expected basic or digest, got \"ntlm\""),
+        "{err}"
     );
-    // MediaMTX's default value is fine in managed mode.
-    from_yaml("controlPlaneUrl: http://cp:1\nenrollmentToken: t\nrtspAuthMethods: [basic]\n")
-        .unwrap();
+    let err = from_env(MANAGED, &[("STREAMPLANE_RTSP_AUTH_METHODS", "")])
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("STREAMPLANE_RTSP_AUTH_METHODS") && err.contains("offer at least one method"),
+        "{err}"
+    );
 }

@@ -32,7 +32,8 @@ pub struct DesiredState {
     /// Allow-list: a request is granted when one rule matches.
     pub acl: Vec<AclRule>,
     pub jwt_keys: Vec<JwtPublicKey>,
-    /// RTSP authentication schemes offered in challenges and accepted.
+    /// RTSP authentication schemes offered in challenges and accepted: the worker's own
+    /// `rtspAuthMethods` in both modes.
     pub rtsp_auth: RtspAuthMethods,
     /// Media sessions to close (ids as in reports), kicked through the control plane. Shared,
     /// so that the state stays small to copy and the media layer can hold it cheaply.
@@ -130,9 +131,10 @@ impl std::fmt::Debug for DigestHa1 {
     }
 }
 
-/// Which RTSP authentication schemes the worker offers (MediaMTX's `rtspAuthMethods`).
-/// Managed mode offers Basic always and Digest when any user has an HA1; standalone mode
-/// offers what the file says (Basic by default).
+/// Which RTSP authentication schemes the worker offers: its own `rtspAuthMethods` setting, in
+/// both modes (Basic by default, like MediaMTX). Not part of the control plane's snapshot:
+/// ffmpeg and GStreamer always answer Digest when it is offered, so offering it is an operator
+/// decision per worker, never a side effect of one user's `rtsp_digest`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RtspAuthMethods {
     pub basic: bool,
@@ -144,6 +146,23 @@ impl RtspAuthMethods {
         basic: true,
         digest: false,
     };
+}
+
+impl Default for RtspAuthMethods {
+    fn default() -> Self {
+        RtspAuthMethods::BASIC
+    }
+}
+
+impl std::fmt::Display for RtspAuthMethods {
+    /// As written in the configuration: `basic`, `digest` or `basic,digest`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = [(self.basic, "basic"), (self.digest, "digest")]
+            .into_iter()
+            .filter_map(|(on, name)| on.then_some(name))
+            .collect();
+        f.write_str(&names.join(","))
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -250,10 +269,6 @@ impl TryFrom<pb::DesiredState> for DesiredState {
             .into_iter()
             .map(jwt_key)
             .collect::<Result<_, _>>()?;
-        let rtsp_auth = RtspAuthMethods {
-            basic: true,
-            digest: users.iter().any(|u| u.digest_ha1.is_some()),
-        };
         Ok(DesiredState {
             generation: s.generation,
             created_at,
@@ -262,7 +277,8 @@ impl TryFrom<pb::DesiredState> for DesiredState {
             users,
             acl,
             jwt_keys,
-            rtsp_auth,
+            // The worker's setting, not the snapshot's: [`Tracker`] puts it in.
+            rtsp_auth: RtspAuthMethods::BASIC,
             kicked_sessions: Arc::new(s.kicked_session_ids.into_iter().collect()),
         })
     }
@@ -548,13 +564,16 @@ pub enum Offer {
 pub struct Tracker {
     generation: u64,
     apply_error: Option<String>,
+    /// The worker's `rtspAuthMethods`, set on every applied state.
+    rtsp_auth: RtspAuthMethods,
 }
 
 impl Tracker {
-    pub fn new(generation: u64) -> Self {
+    pub fn new(generation: u64, rtsp_auth: RtspAuthMethods) -> Self {
         Tracker {
             generation,
             apply_error: None,
+            rtsp_auth,
         }
     }
 
@@ -569,7 +588,8 @@ impl Tracker {
             };
         }
         match DesiredState::try_from(snapshot) {
-            Ok(desired) => {
+            Ok(mut desired) => {
+                desired.rtsp_auth = self.rtsp_auth;
                 self.generation = incoming;
                 self.apply_error = None;
                 Offer::Apply(desired)
@@ -586,6 +606,11 @@ impl Tracker {
 
     pub fn generation(&self) -> u64 {
         self.generation
+    }
+
+    /// The RTSP authentication methods every applied state gets.
+    pub fn rtsp_auth(&self) -> RtspAuthMethods {
+        self.rtsp_auth
     }
 
     /// Set while the newest snapshot offered could not be applied; cleared by the next applied one.

@@ -7,7 +7,8 @@
 //!   [`super::digest`]. Only users whose HA1 is known can use it: plaintext passwords from the
 //!   standalone file, or managed users with `rtsp_digest` turned on.
 //!
-//! Which schemes are offered and accepted is [`DesiredState::rtsp_auth`]: a 401 carries a
+//! Which schemes are offered and accepted is [`DesiredState::rtsp_auth`], the worker's own
+//! `rtspAuthMethods` (never derived from which users have an HA1): a 401 carries a
 //! Digest challenge first (clients pick the strongest they know) and then Basic; a scheme not
 //! offered is refused even with valid credentials.
 //!

@@ -231,7 +231,21 @@ async fn digest_is_refused_when_not_offered() {
     let nonce_source = digest::challenge(REALM, &auth.nonces.issue(Instant::now()), false);
     let header = digest_header(&nonce_source, "alice", REALM, "s3cret");
     assert_eq!(
-        check_describe(&auth, &state, Action::Read, header).await,
+        check_describe(&auth, &state, Action::Read, header.clone()).await,
+        Err((
+            Some("alice".into()),
+            Denied::SchemeNotOffered { scheme: "digest" }
+        ))
+    );
+    // A user with an HA1 (managed `rtsp_digest`) does not make the worker offer Digest.
+    let mut with_ha1 = state.clone();
+    with_ha1.users[0].digest_ha1 = Some(DigestHa1::compute("alice", REALM, "s3cret"));
+    assert_eq!(
+        auth.challenges(&with_ha1, &Denied::NoCredentials),
+        vec![BASIC_CHALLENGE.to_owned()]
+    );
+    assert_eq!(
+        check_describe(&auth, &with_ha1, Action::Read, header).await,
         Err((
             Some("alice".into()),
             Denied::SchemeNotOffered { scheme: "digest" }
