@@ -14,9 +14,15 @@ pub mod v1 {
                 .field("password_hash", &"***")
                 .field("role", &self.role)
                 .field("disabled", &self.disabled)
+                .field("digest_ha1", &self.digest_ha1.as_ref().map(|_| "***"))
                 .finish()
         }
     }
 }
 
 pub use prost_types::Timestamp;
+
+/// The realm of RTSP authentication challenges. Part of the contract: the control plane
+/// computes `User.digest_ha1` with it and workers send it in their Digest challenges, so
+/// changing it invalidates every stored HA1.
+pub const RTSP_REALM: &str = "streamplane";

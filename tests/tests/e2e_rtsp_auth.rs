@@ -1,7 +1,9 @@
 //! The RTSP auth matrix end to end: the real control plane (users, ACL rules and tokens through
 //! REST), a real worker following it, and ffmpeg publishing and reading with right, wrong and
 //! missing credentials, a control-plane JWT as `?token=`, and an ACL change taking effect on
-//! the next session without restarting the worker.
+//! the next session without restarting the worker; and RTSP Digest for users with
+//! `rtsp_digest` on a worker whose `rtspAuthMethods` offers it, with ffmpeg and GStreamer,
+//! while a worker with the default (Basic only) keeps serving every user with Basic.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -44,14 +46,19 @@ impl Api<'_> {
     }
 
     async fn create_user(&self, username: &str, password: &str) -> String {
+        self.create_media_user(username, password, false).await
+    }
+
+    async fn create_media_user(&self, username: &str, password: &str, digest: bool) -> String {
         // Media-only users: no API role, access through ACL rules alone.
         let user = self
             .send(
                 reqwest::Method::POST,
                 "/api/v1/users",
-                Some(json!({"username": username, "password": password})),
+                Some(json!({"username": username, "password": password, "rtsp_digest": digest})),
             )
             .await;
+        assert_eq!(user["rtsp_digest"], digest, "{user}");
         user["id"].as_str().unwrap().to_owned()
     }
 
@@ -216,7 +223,7 @@ async fn rtsp_auth_matrix_with_basic_jwt_and_live_acl_changes() {
     let viewer_read = api.create_acl(&viewer, "read", "cam1").await;
     wait_synced(&cp, &worker).await;
 
-    // The challenge: Basic only, since argon2-hashed users cannot do Digest (see auth.rs).
+    // The challenge: Basic only, the default rtspAuthMethods.
     let response = describe(&worker, &[]).await;
     assert!(response.starts_with("RTSP/1.0 401"), "{response}");
     let challenges: Vec<&str> = response
@@ -288,4 +295,181 @@ async fn rtsp_auth_matrix_with_basic_jwt_and_live_acl_changes() {
     let url = rtsp_url(&worker, None, &format!("cam1?token={jwt}"));
     assert_unauthorized(&reader(&url, "read-token-after-acl-change")).await;
     assert!(worker.process().is_running(), "the worker restarted");
+}
+
+/// GStreamer reading with credentials; rtspsrc answers the strongest challenge it knows.
+fn gst_reader(url: &str, user: &str, password: &str) -> Process {
+    Process::builder("gst-launch-1.0")
+        .name("gst-reader")
+        .arg("rtspsrc")
+        .arg(format!("location={url}"))
+        .arg(format!("user-id={user}"))
+        .arg(format!("user-pw={password}"))
+        .args([
+            "protocols=tcp",
+            "latency=0",
+            "!",
+            "rtph264depay",
+            "!",
+            "h264parse",
+        ])
+        .args(["!", "avdec_h264", "!", "fakesink", "num-buffers=60"])
+        .spawn()
+}
+
+/// Lines of the worker log saying `user` was let in for `action` with `method`.
+fn authenticated(log: &str, user: &str, action: &str, method: &str) -> usize {
+    log.lines()
+        .filter(|l| {
+            l.contains("authenticated")
+                && l.contains(&format!("user=\"{user}\""))
+                && l.contains(&format!("action={action}"))
+                && l.contains(&format!("method={method}"))
+        })
+        .count()
+}
+
+/// The `WWW-Authenticate` lines of a 401 to a DESCRIBE without credentials.
+async fn challenges(worker: &Worker) -> Vec<String> {
+    let response = describe(worker, &[]).await;
+    assert!(response.starts_with("RTSP/1.0 401"), "{response}");
+    response
+        .lines()
+        .filter(|l| l.to_ascii_lowercase().starts_with("www-authenticate:"))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test]
+async fn rtsp_digest_for_users_who_opted_in() {
+    tokio::task::spawn_blocking(clip).await.unwrap();
+    let cp = ControlPlane::start().await;
+    // Digest is the worker operator's choice; the default worker offers Basic only.
+    let worker = Worker::builder(&cp)
+        .listen(RTSP)
+        .env("STREAMPLANE_RTSP_AUTH_METHODS", "basic,digest")
+        .start()
+        .await;
+    let basic_worker = Worker::builder(&cp).listen(RTSP).start().await;
+    let api = Api {
+        cp: &cp,
+        token: cp.admin_token().await,
+    };
+    let anonymous = api
+        .send(reqwest::Method::GET, "/api/v1/acls?anonymous=true", None)
+        .await;
+    for rule in anonymous["items"].as_array().unwrap() {
+        api.delete_acl(rule["id"].as_str().unwrap()).await;
+    }
+    api.send(
+        reqwest::Method::POST,
+        "/api/v1/paths",
+        Some(json!({"name": "cam1"})),
+    )
+    .await;
+    let cam = api.create_media_user("dcam", CAM_PASSWORD, true).await;
+    let viewer = api
+        .create_media_user("dviewer", VIEWER_PASSWORD, true)
+        .await;
+    let plain = api
+        .create_media_user("bviewer", VIEWER_PASSWORD, false)
+        .await;
+    api.create_acl(&cam, "publish", "cam1").await;
+    api.create_acl(&viewer, "read", "cam1").await;
+    api.create_acl(&plain, "read", "cam1").await;
+    wait_synced(&cp, &worker).await;
+    wait_synced(&cp, &basic_worker).await;
+
+    // Default rtspAuthMethods: users have HA1 values, yet only Basic is offered, so ffmpeg
+    // uses Basic for users with and without rtsp_digest alike.
+    assert_eq!(
+        challenges(&basic_worker).await,
+        ["WWW-Authenticate: Basic realm=\"streamplane\""]
+    );
+    let url = rtsp_url(&basic_worker, Some(("dcam", CAM_PASSWORD)), "cam1");
+    let basic_publisher = publisher(&url, "publish-basic-worker");
+    basic_worker
+        .process()
+        .wait_for_line("publisher recording", DEADLINE)
+        .await;
+    let url = rtsp_url(&basic_worker, Some(("dviewer", VIEWER_PASSWORD)), "cam1");
+    assert_decoded(&reader(&url, "read-basic-worker-digest-user")).await;
+    let url = rtsp_url(&basic_worker, Some(("bviewer", VIEWER_PASSWORD)), "cam1");
+    assert_decoded(&reader(&url, "read-basic-worker-plain-user")).await;
+    drop(basic_publisher);
+    let log = basic_worker.process().output();
+    assert_eq!(authenticated(&log, "dcam", "publish", "basic"), 1, "{log}");
+    assert_eq!(authenticated(&log, "dviewer", "read", "basic"), 1, "{log}");
+    assert_eq!(authenticated(&log, "bviewer", "read", "basic"), 1, "{log}");
+    assert!(!log.contains("method=digest"), "{log}");
+
+    // The worker with rtspAuthMethods [basic, digest] offers Digest (first) and Basic.
+    let offered = challenges(&worker).await;
+    assert_eq!(offered.len(), 2, "{offered:?}");
+    assert!(
+        offered[0].starts_with("WWW-Authenticate: Digest realm=\"streamplane\", nonce=\""),
+        "{offered:?}"
+    );
+    assert_eq!(offered[1], "WWW-Authenticate: Basic realm=\"streamplane\"");
+
+    // A wrong password under Digest is refused, and the log says why.
+    let url = rtsp_url(&worker, Some(("dcam", "wrong-password")), "cam1");
+    assert_unauthorized(&publisher(&url, "publish-digest-wrong-password")).await;
+    worker
+        .process()
+        .wait_for_line("digest response does not match (wrong password)", DEADLINE)
+        .await;
+
+    // ffmpeg publishes, ffmpeg and GStreamer read: all with Digest.
+    let url = rtsp_url(&worker, Some(("dcam", CAM_PASSWORD)), "cam1");
+    let _publisher = publisher(&url, "publish-digest");
+    worker
+        .process()
+        .wait_for_line("publisher recording", DEADLINE)
+        .await;
+    let url = rtsp_url(&worker, Some(("dviewer", VIEWER_PASSWORD)), "cam1");
+    assert_decoded(&reader(&url, "read-digest")).await;
+    let gst = gst_reader(&rtsp_url(&worker, None, "cam1"), "dviewer", VIEWER_PASSWORD);
+    let status = gst.wait_exit(DEADLINE).await;
+    assert!(status.success(), "gst-launch failed:\n{}", gst.output());
+    let log = worker.process().output();
+    assert_eq!(authenticated(&log, "dcam", "publish", "digest"), 1, "{log}");
+    assert_eq!(authenticated(&log, "dviewer", "read", "digest"), 2, "{log}");
+
+    // The trade-off of offering Digest on a worker: ffmpeg prefers it, so a user without
+    // rtsp_digest cannot log in there with ffmpeg, and the log says what to change ...
+    let url = rtsp_url(&worker, Some(("bviewer", VIEWER_PASSWORD)), "cam1");
+    assert_unauthorized(&reader(&url, "read-no-ha1")).await;
+    worker
+        .process()
+        .wait_for_line(
+            "digest credentials for a user without rtsp_digest",
+            DEADLINE,
+        )
+        .await;
+    // ... while Basic itself still works for that user, and a token works with any scheme.
+    let basic = BASE64.encode(format!("bviewer:{VIEWER_PASSWORD}"));
+    let response = describe(&worker, &[format!("Authorization: Basic {basic}")]).await;
+    assert!(response.starts_with("RTSP/1.0 200"), "{response}");
+    let jwt = cp.login("bviewer", VIEWER_PASSWORD).await;
+    let url = rtsp_url(&worker, None, &format!("cam1?token={jwt}"));
+    assert_decoded(&reader(&url, "read-token")).await;
+
+    // Turning it off for the viewer takes Digest away from it on the next session.
+    api.send(
+        reqwest::Method::PATCH,
+        &format!("/api/v1/users/{viewer}"),
+        Some(json!({"rtsp_digest": false})),
+    )
+    .await;
+    wait_synced(&cp, &worker).await;
+    let url = rtsp_url(&worker, Some(("dviewer", VIEWER_PASSWORD)), "cam1");
+    assert_unauthorized(&reader(&url, "read-digest-turned-off")).await;
+
+    for w in [&worker, &basic_worker] {
+        let log = w.process().output();
+        for secret in [CAM_PASSWORD, VIEWER_PASSWORD, "response=", jwt.as_str()] {
+            assert!(!log.contains(secret), "{secret} reached the log:\n{log}");
+        }
+    }
 }

@@ -6,10 +6,10 @@ use uuid::Uuid;
 
 use super::extract::{Caller, JsonBody};
 use super::{AppState, PageInfo, PageParams, double_option};
-use crate::auth::hash_password;
+use crate::auth::{digest_ha1, hash_password};
 use crate::domain::{Role, validate_password, validate_username};
 use crate::error::{ApiError, FieldError};
-use crate::store::{NewUser, UserFilter, UserPatch, users::UserRow};
+use crate::store::{DigestHa1, NewUser, UserFilter, UserPatch, users::UserRow};
 
 #[derive(Serialize, ToSchema)]
 pub struct User {
@@ -18,6 +18,8 @@ pub struct User {
     /// API role; `null`: no API access, media access through ACL rules only.
     pub role: Option<Role>,
     pub disabled: bool,
+    /// Whether the user may authenticate to RTSP with Digest as well as Basic.
+    pub rtsp_digest: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub created_by: Option<Uuid>,
@@ -29,6 +31,7 @@ impl From<UserRow> for User {
         User {
             id: r.id,
             role: r.role(),
+            rtsp_digest: r.rtsp_digest(),
             username: r.username,
             disabled: r.disabled,
             created_at: r.created_at,
@@ -58,6 +61,11 @@ pub struct CreateUser {
     pub role: Option<Role>,
     #[serde(default)]
     pub disabled: bool,
+    /// Lets the user authenticate to RTSP with Digest on workers that offer it. Stores
+    /// MD5(username:realm:password), a password equivalent for RTSP Digest that is cheap to
+    /// attack offline if the database leaks: turn it on only for clients that need Digest.
+    #[serde(default)]
+    pub rtsp_digest: bool,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -71,6 +79,10 @@ pub struct UpdateUser {
     #[schema(value_type = Option<Role>, nullable)]
     pub role: Option<Option<Role>>,
     pub disabled: Option<bool>,
+    /// Turning it on needs `password` in the same request (Digest's HA1 is computed from it);
+    /// turning it off deletes the stored HA1. Changing the password or the username of a
+    /// user with it on recomputes it, so a rename then needs the password too.
+    pub rtsp_digest: Option<bool>,
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -152,6 +164,9 @@ pub async fn create_user(
     if !errors.is_empty() {
         return Err(ApiError::Validation(errors));
     }
+    let digest_ha1 = b
+        .rtsp_digest
+        .then(|| DigestHa1::new(digest_ha1(&b.username, &b.password)));
     let password_hash = hash(b.password).await?;
     let row = state
         .store
@@ -161,6 +176,7 @@ pub async fn create_user(
                 password_hash,
                 role: b.role,
                 disabled: b.disabled,
+                digest_ha1,
             },
             &caller.actor(),
         )
@@ -205,8 +221,11 @@ pub async fn update_user(
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&id)?;
     let b = body.0;
-    let own_password_only =
-        id == caller.id && b.username.is_none() && b.role.is_none() && b.disabled.is_none();
+    let own_password_only = id == caller.id
+        && b.username.is_none()
+        && b.role.is_none()
+        && b.disabled.is_none()
+        && b.rtsp_digest.is_none();
     if !own_password_only {
         caller.require(Role::Admin)?;
     }
@@ -220,6 +239,13 @@ pub async fn update_user(
     if !errors.is_empty() {
         return Err(ApiError::Validation(errors));
     }
+    // HA1 depends on the username and the password: read the current ones when it may change.
+    let digest_ha1 = if b.rtsp_digest.is_some() || b.password.is_some() || b.username.is_some() {
+        let current = state.store.get_user(id).await?;
+        digest_change(&current, &b)?
+    } else {
+        None
+    };
     let password_hash = match b.password {
         Some(p) => Some(hash(p).await?),
         None => None,
@@ -233,12 +259,43 @@ pub async fn update_user(
                 password_hash,
                 role: b.role,
                 disabled: b.disabled,
+                digest_ha1,
             },
             &caller.actor(),
         )
         .await?;
     state.sync().await;
     Ok(HttpResponse::Ok().json(User::from(row)))
+}
+
+/// The HA1 change an update makes: `None` keeps the stored value, `Some(None)` clears it,
+/// `Some(Some(_))` stores a new one. Digest stays on unless the request turns it off.
+/// Decided on the row read before the update: a concurrent rename can leave an HA1 for the
+/// old name, which fails closed (Digest is refused until the password is set again).
+fn digest_change(current: &UserRow, b: &UpdateUser) -> Result<Option<Option<DigestHa1>>, ApiError> {
+    let on = b.rtsp_digest.unwrap_or(current.rtsp_digest());
+    if !on {
+        return Ok(current.rtsp_digest().then_some(None));
+    }
+    let username = b.username.as_deref().unwrap_or(&current.username);
+    if let Some(password) = &b.password {
+        return Ok(Some(Some(DigestHa1::new(digest_ha1(username, password)))));
+    }
+    if !current.rtsp_digest() {
+        return Err(ApiError::Validation(vec![FieldError::new(
+            "/password",
+            "required to turn rtsp_digest on: the RTSP Digest credential is computed from the \
+             password, which is not stored",
+        )]));
+    }
+    if username != current.username {
+        return Err(ApiError::Validation(vec![FieldError::new(
+            "/password",
+            "required to rename a user with rtsp_digest on: the RTSP Digest credential \
+             includes the username (or turn rtsp_digest off)",
+        )]));
+    }
+    Ok(None)
 }
 
 /// Deletes a user and the ACL rules that name it.

@@ -6,4 +6,6 @@ mod password;
 pub use jwt::{
     Claims, ISSUER as ISSUER_NAME, KeyRing, TokenError, TokenPermission, generate_signing_key,
 };
-pub use password::{PasswordError, hash_password, verify_password, verify_password_or_dummy};
+pub use password::{
+    PasswordError, digest_ha1, hash_password, verify_password, verify_password_or_dummy,
+};

@@ -19,6 +19,15 @@ pub fn hash_password(password: &str) -> Result<String, PasswordError> {
         .map_err(|e| PasswordError::Hash(e.to_string()))
 }
 
+/// RTSP Digest's `HA1 = MD5(username:realm:password)` with the realm workers challenge with.
+/// A password equivalent for RTSP Digest and cheap to brute-force offline, so it is computed
+/// only for users who opted in (`rtsp_digest`), and never returned or logged.
+pub fn digest_ha1(username: &str, password: &str) -> [u8; 16] {
+    use md5::{Digest as _, Md5};
+    let realm = streamplane_proto::RTSP_REALM;
+    Md5::digest(format!("{username}:{realm}:{password}")).into()
+}
+
 pub fn verify_password(password: &str, hash: &str) -> Result<bool, PasswordError> {
     let parsed =
         PasswordHash::new(hash).map_err(|e| PasswordError::MalformedHash(e.to_string()))?;
@@ -56,5 +65,14 @@ mod tests {
         assert!(!verify_password("wrong horse", &h).unwrap());
         assert!(verify_password("x", "not a hash").is_err());
         assert!(!verify_password_or_dummy("x", None));
+    }
+
+    #[test]
+    fn digest_ha1_is_md5_of_user_realm_password() {
+        // RFC 2617 §3.5 computes HA1 this way; the value is `md5sum` of "Mufasa:streamplane:Circle Of Life".
+        let ha1 = digest_ha1("Mufasa", "Circle Of Life");
+        let hex: String = ha1.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(hex, "fbde9dbdfd05bda81ed22429a6149656");
+        assert_ne!(digest_ha1("mufasa", "Circle Of Life"), ha1);
     }
 }

@@ -55,6 +55,7 @@ pub fn snapshot_to_proto(s: &Snapshot) -> pb::DesiredState {
                     None => pb::UserRole::Unspecified,
                 } as i32,
                 disabled: u.disabled,
+                digest_ha1: u.digest_ha1.as_ref().map(|h| h.expose().to_vec()),
             })
             .collect(),
         acl_rules: s

@@ -15,7 +15,7 @@ pub use acls::{AclFilter, AclPatch, NewAcl};
 pub use keys::SigningKeyRow;
 pub use paths::{NewPath, PathPatch};
 pub use snapshot::Snapshot;
-pub use users::{NewUser, UserFilter, UserPatch};
+pub use users::{DigestHa1, NewUser, UserFilter, UserPatch};
 pub use workers::{Registration, ReportUpdate, WorkerFilter};
 
 use std::time::Duration;

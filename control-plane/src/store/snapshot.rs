@@ -34,10 +34,10 @@ impl Store {
         )
         .fetch_all(&mut *tx)
         .await?;
-        let users = sqlx::query_as(
-            "SELECT id, username, password_hash, role, disabled, created_at, updated_at, created_by, updated_by \
-             FROM users ORDER BY username",
-        )
+        let users = sqlx::query_as(super::sql(format!(
+            "SELECT {} FROM users ORDER BY username",
+            super::users::COLUMNS
+        )))
         .fetch_all(&mut *tx)
         .await?;
         let acls = sqlx::query_as(

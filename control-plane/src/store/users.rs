@@ -16,11 +16,40 @@ pub struct UserRow {
     pub updated_at: DateTime<Utc>,
     pub created_by: Option<Uuid>,
     pub updated_by: Option<Uuid>,
+    /// Set when the user opted in to RTSP Digest.
+    pub digest_ha1: Option<DigestHa1>,
 }
 
 impl UserRow {
     pub fn role(&self) -> Option<Role> {
         self.role.as_deref().and_then(|r| r.parse().ok())
+    }
+
+    /// Whether the user may authenticate with RTSP Digest (an HA1 is stored).
+    pub fn rtsp_digest(&self) -> bool {
+        self.digest_ha1.is_some()
+    }
+}
+
+/// RTSP Digest's HA1 (16 bytes, see `auth::digest_ha1`): a password equivalent for RTSP, so
+/// `Debug` prints `***` and only the gRPC snapshot carries it.
+#[derive(Clone, PartialEq, Eq, sqlx::Type)]
+#[sqlx(transparent)]
+pub struct DigestHa1(Vec<u8>);
+
+impl DigestHa1 {
+    pub fn new(bytes: [u8; 16]) -> Self {
+        DigestHa1(bytes.to_vec())
+    }
+
+    pub fn expose(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for DigestHa1 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DigestHa1(***)")
     }
 }
 
@@ -29,6 +58,8 @@ pub struct NewUser {
     pub password_hash: String,
     pub role: Option<Role>,
     pub disabled: bool,
+    /// `Some` when the user opts in to RTSP Digest.
+    pub digest_ha1: Option<DigestHa1>,
 }
 
 #[derive(Default)]
@@ -38,6 +69,8 @@ pub struct UserPatch {
     /// `Some(None)` removes the API role.
     pub role: Option<Option<Role>>,
     pub disabled: Option<bool>,
+    /// `Some(None)` turns RTSP Digest off; `Some(Some(_))` stores a new HA1.
+    pub digest_ha1: Option<Option<DigestHa1>>,
 }
 
 #[derive(Default)]
@@ -48,8 +81,8 @@ pub struct UserFilter {
     pub disabled: Option<bool>,
 }
 
-const COLUMNS: &str =
-    "id, username, password_hash, role, disabled, created_at, updated_at, created_by, updated_by";
+pub(super) const COLUMNS: &str = "id, username, password_hash, role, disabled, created_at, \
+     updated_at, created_by, updated_by, digest_ha1";
 
 impl Store {
     pub async fn count_users(&self) -> Result<i64, StoreError> {
@@ -98,8 +131,8 @@ impl Store {
     pub async fn create_user(&self, new: NewUser, actor: &Actor) -> Result<UserRow, StoreError> {
         let mut tx = self.begin().await?;
         let row: UserRow = sqlx::query_as(sql(format!(
-            "INSERT INTO users (id, username, password_hash, role, disabled, created_by, updated_by) \
-             VALUES ($1, $2, $3, $4, $5, $6, $6) RETURNING {COLUMNS}"
+            "INSERT INTO users (id, username, password_hash, role, disabled, created_by, updated_by, digest_ha1) \
+             VALUES ($1, $2, $3, $4, $5, $6, $6, $7) RETURNING {COLUMNS}"
         )))
         .bind(Uuid::new_v4())
         .bind(&new.username)
@@ -107,6 +140,7 @@ impl Store {
         .bind(new.role.map(Role::as_str))
         .bind(new.disabled)
         .bind(actor.id)
+        .bind(&new.digest_ha1)
         .fetch_one(&mut *tx)
         .await?;
         audit(
@@ -115,7 +149,7 @@ impl Store {
             "create",
             "user",
             &row.id.to_string(),
-            serde_json::json!({"username": row.username, "role": row.role, "disabled": row.disabled}),
+            serde_json::json!({"username": row.username, "role": row.role, "disabled": row.disabled, "rtsp_digest": row.rtsp_digest()}),
         )
         .await?;
         tx.commit().await?;
@@ -203,6 +237,11 @@ impl Store {
         if let Some(disabled) = patch.disabled {
             q.push(", disabled = ").push_bind(disabled);
             changed.insert("disabled".into(), disabled.into());
+        }
+        if let Some(ha1) = &patch.digest_ha1 {
+            q.push(", digest_ha1 = ").push_bind(ha1.clone());
+            // Whether Digest is on, never the value.
+            changed.insert("rtsp_digest".into(), ha1.is_some().into());
         }
         q.push(" WHERE id = ")
             .push_bind(id)

@@ -141,7 +141,7 @@ impl Agent {
             token: control_plane.enrollment_token.clone(),
             register,
             backoff_max: config.reconnect_backoff_max,
-            tracker: Mutex::new(Tracker::new(generation)),
+            tracker: Mutex::new(Tracker::new(generation, config.rtsp_auth)),
             report_now: Notify::new(),
             state,
             connected,
@@ -154,7 +154,13 @@ impl Agent {
     pub(crate) async fn run(self: Arc<Self>, cancel: CancellationToken) {
         let mut backoff = Backoff::new(self.backoff_max);
         let url = self.endpoint.uri().to_string();
-        info!(control_plane = %url, name = %self.register.name, "managed mode: following the control plane");
+        let rtsp_auth = self.lock_tracker().rtsp_auth();
+        info!(
+            control_plane = %url,
+            name = %self.register.name,
+            rtsp_auth_methods = %rtsp_auth,
+            "managed mode: following the control plane"
+        );
         loop {
             // `worker_id` is recorded once registered, so every line of a session carries it.
             let span = info_span!("session", worker_id = field::Empty);

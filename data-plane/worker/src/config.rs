@@ -15,6 +15,12 @@
 //! | `logLevel`            | `STREAMPLANE_LOG_LEVEL`, `MTX_LOGLEVEL`   | `info`         |
 //! | `logFormat`           | `STREAMPLANE_LOG_FORMAT`                  | `text`         |
 //! | `reconnectBackoffMax` | `STREAMPLANE_RECONNECT_BACKOFF_MAX`       | `5s`           |
+//! | `rtspAuthMethods`     | `STREAMPLANE_RTSP_AUTH_METHODS`, `MTX_RTSPAUTHMETHODS` (a,b) | `[basic]` |
+//!
+//! `rtspAuthMethods` (`basic`, `digest` or both; MediaMTX's old name `authMethods` works too)
+//! is what RTSP clients are offered in both modes. In managed mode the control plane's HA1
+//! values (users with `rtsp_digest`) are used only where it includes `digest`: ffmpeg and
+//! GStreamer always pick Digest when offered, so users without an HA1 then need a token.
 //!
 //! `labels` is a list of `key=value` strings (`labels: [region=eu-west, rack=r12]`), so the same
 //! text works in the file and in the variable; a value therefore cannot contain a comma when set
@@ -29,12 +35,12 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::time::Duration;
 
-use streamplane_config::{ConfigError, FromConfig, Loader, Secret};
+use streamplane_config::{ConfigError, FromConfig, Loader, Secret, Section};
 use tonic::metadata::{AsciiMetadataValue, MetadataValue};
 use tonic::transport::Uri;
 use tracing_subscriber::EnvFilter;
 
-use crate::state::DesiredState;
+use crate::state::{DesiredState, RtspAuthMethods};
 
 pub const DEFAULT_METRICS_ADDRESS: SocketAddr =
     SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::UNSPECIFIED), 9998);
@@ -69,6 +75,8 @@ pub struct Config {
     pub log_filter: String,
     pub log_format: LogFormat,
     pub reconnect_backoff_max: Duration,
+    /// RTSP authentication schemes offered to clients, in both modes.
+    pub rtsp_auth: RtspAuthMethods,
     /// What standalone mode serves: `paths` and `authInternalUsers` (see `standalone`), or the
     /// built-in defaults. Unused with a control plane.
     pub standalone: DesiredState,
@@ -155,6 +163,54 @@ impl FromConfig for LogLevel {
                 "expected error, warn, info, debug or trace, got {text:?}"
             )),
         }
+    }
+}
+
+/// `rtspAuthMethods`: a list of `basic` and `digest`, at least one (`basic,digest` from the
+/// environment).
+impl FromConfig for RtspAuthMethods {
+    fn from_text(text: &str) -> Result<Self, String> {
+        let names: Vec<String> = FromConfig::from_text(text)?;
+        auth_methods(&names)
+    }
+
+    fn from_list(items: Vec<String>) -> Option<Result<Self, String>> {
+        Some(auth_methods(&items))
+    }
+}
+
+fn auth_methods(names: &[String]) -> Result<RtspAuthMethods, String> {
+    let mut methods = RtspAuthMethods {
+        basic: false,
+        digest: false,
+    };
+    for name in names {
+        match name.trim() {
+            "basic" => methods.basic = true,
+            "digest" => methods.digest = true,
+            other => return Err(format!("expected basic or digest, got {other:?}")),
+        }
+    }
+    if !methods.basic && !methods.digest {
+        return Err("offer at least one method: basic, digest or both".into());
+    }
+    Ok(methods)
+}
+
+/// `rtspAuthMethods`, or MediaMTX's old name `authMethods` (not both).
+fn read_rtsp_auth(root: &Section<'_>) -> RtspAuthMethods {
+    let current = root.get_with_env("rtspAuthMethods", &["MTX_RTSPAUTHMETHODS"]);
+    let old = root.get("authMethods");
+    match (current, old) {
+        (Some(_), Some(_)) => {
+            root.problem(
+                "authMethods",
+                "the old name of rtspAuthMethods, which is set too; keep rtspAuthMethods",
+            );
+            RtspAuthMethods::BASIC
+        }
+        (Some(methods), None) | (None, Some(methods)) => methods,
+        (None, None) => RtspAuthMethods::BASIC,
     }
 }
 
@@ -369,7 +425,8 @@ fn read(loader: &Loader, hostname: Option<String>, rust_log: Option<String>) -> 
         None => log_level.as_str().to_string(),
     };
 
-    let standalone = crate::standalone::read(&root, control_plane.is_some());
+    let rtsp_auth = read_rtsp_auth(&root);
+    let standalone = crate::standalone::read(&root, control_plane.is_some(), rtsp_auth);
     crate::standalone::read_mediamtx_keys(&root);
     root.finish();
     Some(Config {
@@ -384,6 +441,7 @@ fn read(loader: &Loader, hostname: Option<String>, rust_log: Option<String>) -> 
         log_filter,
         log_format,
         reconnect_backoff_max,
+        rtsp_auth,
         standalone,
     })
     .filter(|_| ok)

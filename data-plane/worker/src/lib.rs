@@ -66,7 +66,10 @@ impl Worker {
         let mut registry = Registry::default();
         let metrics = metrics::Metrics::register(&mut registry, VERSION, &config.name);
         let initial = match config.mode() {
-            Mode::Managed => DesiredState::empty(),
+            Mode::Managed => DesiredState {
+                rtsp_auth: config.rtsp_auth,
+                ..DesiredState::empty()
+            },
             Mode::Standalone => config.standalone.clone(),
         };
         metrics.set_state(initial.generation, initial.path_count());

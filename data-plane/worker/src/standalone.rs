@@ -18,7 +18,10 @@
 //! MediaMTX's default applies: anyone may publish, read and play back, `api` and `metrics`
 //! only from localhost. `all` and `all_others` are tried after every exact name and regex.
 //! Passwords: plaintext (hashed with argon2id at load time, never kept), or `argon2:<PHC>`;
-//! `sha256:` hashes are refused for now.
+//! `sha256:` hashes are refused for now. With `digest` in `rtspAuthMethods` (a worker key, see
+//! `config`), plaintext passwords also yield Digest's HA1 (`MD5(user:streamplane:pass)`, kept
+//! in memory only); users given as hashes cannot answer Digest, so `[digest]` alone with such
+//! users is a problem.
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
@@ -28,17 +31,20 @@ use argon2::{Argon2, PasswordHash, PasswordHasher as _};
 use streamplane_config::{Secret, Section};
 use streamplane_media_core::{AclRule, Action, PathPattern, PathRules, UserId, parse_network};
 
-use crate::state::{DesiredState, OnDemand, PathConfig, Source, User, looks_like_url};
+use crate::state::{
+    DesiredState, DigestHa1, OnDemand, PathConfig, RtspAuthMethods, Source, User, looks_like_url,
+};
 
 /// MediaMTX's names for the catch-all path, tried after every other pattern.
 pub const CATCH_ALL_NAMES: [&str; 2] = ["all_others", "all"];
 
 const DEFAULT_ON_DEMAND_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Reads `paths` and `authInternalUsers` into the desired state served in standalone mode.
+/// Reads `paths` and `authInternalUsers` into the desired state served in standalone mode,
+/// offering `rtsp_auth` (the worker's `rtspAuthMethods`, read in `config`).
 /// Problems are recorded in the loader; the returned state is then meaningless.
 /// `managed`: a control plane is configured, so both keys are refused (its state applies).
-pub(crate) fn read(root: &Section<'_>, managed: bool) -> DesiredState {
+pub(crate) fn read(root: &Section<'_>, managed: bool, rtsp_auth: RtspAuthMethods) -> DesiredState {
     for key in ["paths", "authInternalUsers"] {
         if managed && root.is_set(key) {
             root.problem(
@@ -49,6 +55,7 @@ pub(crate) fn read(root: &Section<'_>, managed: bool) -> DesiredState {
         }
     }
     let mut state = DesiredState::standalone_default();
+    state.rtsp_auth = rtsp_auth;
     if root.is_set("paths") {
         let (paths, fallback) = read_paths(root);
         state.paths = paths;
@@ -58,7 +65,7 @@ pub(crate) fn read(root: &Section<'_>, managed: bool) -> DesiredState {
         root.entries("paths");
     }
     if root.is_set("authInternalUsers") {
-        let (users, acl) = read_users(root);
+        let (users, acl) = read_users(root, state.rtsp_auth);
         state.users = users;
         state.acl = acl;
     } else {
@@ -152,7 +159,7 @@ fn read_path(s: Section<'_>) -> PathConfig {
     config
 }
 
-fn read_users(root: &Section<'_>) -> (Vec<User>, Vec<AclRule>) {
+fn read_users(root: &Section<'_>, methods: RtspAuthMethods) -> (Vec<User>, Vec<AclRule>) {
     let mut users: Vec<User> = Vec::new();
     let mut acl = Vec::new();
     let mut seen: HashMap<String, usize> = HashMap::new();
@@ -192,7 +199,8 @@ fn read_users(root: &Section<'_>) -> (Vec<User>, Vec<AclRule>) {
                         ),
                     );
                 }
-                let hash = match pass.as_ref().filter(|p| !p.is_empty()) {
+                let pass = pass.as_ref().filter(|p| !p.is_empty());
+                let hash = match pass {
                     None => {
                         item.problem("pass", format!("required for user {name:?}"));
                         None
@@ -201,6 +209,20 @@ fn read_users(root: &Section<'_>) -> (Vec<User>, Vec<AclRule>) {
                         .map_err(|m| item.problem("pass", m))
                         .ok(),
                 };
+                let digest_ha1 = match pass {
+                    Some(pass) if methods.digest => digest_ha1(name, pass),
+                    _ => None,
+                };
+                if methods.digest && !methods.basic && hash.is_some() && digest_ha1.is_none() {
+                    item.problem(
+                        "pass",
+                        format!(
+                            "a hashed password cannot answer Digest, the only method in \
+                             rtspAuthMethods; give {name:?} a plaintext pass or add basic to \
+                             rtspAuthMethods"
+                        ),
+                    );
+                }
                 let id = UserId::new(name);
                 users.push(User {
                     id: id.clone(),
@@ -209,6 +231,7 @@ fn read_users(root: &Section<'_>) -> (Vec<User>, Vec<AclRule>) {
                     // Roles matter to the control plane's API only.
                     role: None,
                     disabled: false,
+                    digest_ha1,
                 });
                 Some(id)
             }
@@ -249,6 +272,14 @@ fn read_users(root: &Section<'_>) -> (Vec<User>, Vec<AclRule>) {
         item.finish();
     }
     (users, acl)
+}
+
+/// HA1 for a plaintext `pass`; `None` for `argon2:`/`sha256:` hashes, from which it cannot
+/// be derived.
+fn digest_ha1(name: &str, pass: &Secret) -> Option<DigestHa1> {
+    let pass = pass.expose();
+    let hashed = pass.starts_with("argon2:") || pass.starts_with("sha256:");
+    (!hashed).then(|| DigestHa1::compute(name, streamplane_proto::RTSP_REALM, pass))
 }
 
 /// The PHC string to store for `pass`: `argon2:<PHC>` as given, plaintext hashed now.
@@ -317,8 +348,6 @@ pub(crate) fn read_mediamtx_keys(root: &Section<'_>) {
     let _: Option<String> = root.get("logFile");
 
     one_of_list(root, "logDestinations", &["stdout"], &["file", "syslog"]);
-    one_of_list(root, "rtspAuthMethods", &["basic"], &["digest"]);
-    one_of_list(root, "authMethods", &["basic"], &["digest"]);
     one_of_list(root, "rtspTransports", &["udp", "multicast", "tcp"], &[]);
     one_of_list(root, "protocols", &["udp", "multicast", "tcp"], &[]);
     if root.is_set("protocols") && root.is_set("rtspTransports") {
@@ -385,291 +414,5 @@ pub(crate) fn log_limitations(state: &DesiredState) {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use std::net::IpAddr;
-    use std::path::Path;
-
-    use streamplane_config::ConfigError;
-    use streamplane_media_core::{PathName, Principal, allowed};
-
-    use super::*;
-    use crate::config::{Config, load, load_text};
-
-    fn from_yaml(text: &str) -> Result<Config, ConfigError> {
-        load_text(
-            Path::new("streamplane.yml"),
-            text,
-            Vec::new(),
-            Some("host-1".into()),
-        )
-        .map(|l| l.config)
-    }
-
-    fn name(s: &str) -> PathName {
-        s.parse().unwrap()
-    }
-
-    fn ip(s: &str) -> IpAddr {
-        s.parse().unwrap()
-    }
-
-    const MEDIAMTX_FILE: &str = r#"
-logLevel: info
-logDestinations: [stdout]
-readTimeout: 10s
-writeTimeout: 10s
-writeQueueSize: 512
-udpMaxPayloadSize: 1472
-authMethod: internal
-authInternalUsers:
-  - user: any
-    pass:
-    ips: []
-    permissions:
-      - action: read
-      - action: playback
-  - user: any
-    ips: ['127.0.0.1', '::1']
-    permissions:
-      - action: api
-      - action: metrics
-  - user: cam
-    pass: s3cret
-    ips: [10.0.0.0/8, 127.0.0.1]
-    permissions:
-      - action: publish
-        path: cam1
-      - action: publish
-        path: ~^cam(\d+)$
-  - user: admin
-    pass: argon2:$argon2id$v=19$m=4096,t=3,p=1$MTIzNDU2Nzg$OGGO0eCMN0ievb4YGSzvS/H+Vajx1pcbUmtLp2tRqRU
-    permissions:
-      - action: publish
-api: no
-apiAddress: :9997
-metrics: yes
-metricsAddress: :9998
-pprof: no
-playback: no
-rtsp: yes
-protocols: [udp, multicast, tcp]
-encryption: "no"
-rtspAddress: :8554
-rtspsAddress: :8322
-rtspAuthMethods: [basic]
-rtmp: no
-rtmpAddress: :1935
-hls: no
-hlsAddress: :8888
-webrtc: no
-webrtcAddress: :8889
-srt: no
-srtAddress: :8890
-paths:
-  cam1:
-    source: publisher
-    maxReaders: 20
-    overridePublisher: no
-    publisherGrace: 5s
-  '~^cam(\d+)$':
-    record: yes
-  relay:
-    source: rtsp://10.0.0.9:554/stream
-    sourceOnDemand: yes
-    sourceOnDemandCloseAfter: 30s
-  all_others:
-"#;
-
-    #[test]
-    fn a_mediamtx_file_becomes_the_desired_state() {
-        let c = from_yaml(MEDIAMTX_FILE).unwrap();
-        let s = &c.standalone;
-        assert_eq!(s.path_count(), 4);
-
-        let cam1 = s.find_path(&name("cam1")).unwrap();
-        assert_eq!(cam1.max_readers, NonZeroU32::new(20));
-        assert!(!cam1.override_publisher && !cam1.record);
-        assert_eq!(cam1.publisher_grace, Duration::from_secs(5));
-        assert!(s.find_path(&name("cam7")).unwrap().record);
-        let relay = s.find_path(&name("relay")).unwrap();
-        assert_eq!(
-            relay.source,
-            Source::Url {
-                url: "rtsp://10.0.0.9:554/stream".into(),
-                on_demand: Some(OnDemand {
-                    start_timeout: Duration::from_secs(10),
-                    close_after: Duration::from_secs(30),
-                }),
-            }
-        );
-        // MediaMTX defaults for the bare all_others entry.
-        let other = s.find_path(&name("site/door")).unwrap();
-        assert!(other.override_publisher && other.source == Source::Publisher);
-
-        let users: Vec<_> = s.users.iter().map(|u| u.username.as_str()).collect();
-        assert_eq!(users, ["cam", "admin"]);
-        let cam = &s.users[0];
-        // Stored as an argon2id hash, never as given.
-        assert!(cam.password_hash.expose().starts_with("$argon2id$"));
-        assert!(!format!("{c:?}").contains("s3cret"));
-        assert!(
-            s.users[1]
-                .password_hash
-                .expose()
-                .starts_with("$argon2id$v=19$m=4096")
-        );
-
-        let anon = Principal::Anonymous;
-        let cam = Principal::User {
-            id: UserId::new("cam"),
-        };
-        let lan = ip("10.1.2.3");
-        let wan = ip("203.0.113.9");
-        let can =
-            |who, action, path: &str, from| allowed(&s.acl, who, action, Some(&name(path)), from);
-        assert!(can(&anon, Action::Read, "cam1", wan));
-        assert!(!can(&anon, Action::Publish, "cam1", wan));
-        assert!(can(&cam, Action::Publish, "cam1", lan));
-        assert!(can(&cam, Action::Publish, "cam42", lan));
-        assert!(!can(&cam, Action::Publish, "other", lan));
-        assert!(
-            !can(&cam, Action::Publish, "cam1", wan),
-            "ips restrict the user"
-        );
-        assert!(allowed(&s.acl, &anon, Action::Api, None, ip("::1")));
-        assert!(!allowed(&s.acl, &anon, Action::Api, None, lan));
-    }
-
-    #[test]
-    fn all_others_is_tried_after_every_regex() {
-        let c = from_yaml(
-            "paths:\n  all_others: {maxReaders: 1}\n  '~^cam(\\d+)$': {maxReaders: 2}\n  \
-             '~^z.*$': {maxReaders: 3}\n  cam: {maxReaders: 4}\n",
-        )
-        .unwrap();
-        let readers = |path: &str| {
-            c.standalone
-                .find_path(&name(path))
-                .unwrap()
-                .max_readers
-                .unwrap()
-                .get()
-        };
-        assert_eq!(readers("cam12"), 2);
-        assert_eq!(readers("zeta"), 3);
-        assert_eq!(readers("cam"), 4);
-        assert_eq!(readers("anything/else"), 1);
-
-        // `all` means the same; without a catch-all, unknown paths are not served.
-        let c = from_yaml("paths:\n  all:\n  cam1:\n").unwrap();
-        assert!(c.standalone.find_path(&name("x")).is_some());
-        let c = from_yaml("paths:\n  cam1:\n").unwrap();
-        assert!(c.standalone.find_path(&name("x")).is_none());
-        assert!(c.standalone.find_path(&name("cam1")).is_some());
-    }
-
-    #[test]
-    fn without_a_file_or_the_keys_the_defaults_apply() {
-        let defaults = DesiredState::standalone_default();
-        for c in [
-            load(None, Vec::new(), Some("h".into())).unwrap().config,
-            from_yaml("logLevel: debug\n").unwrap(),
-        ] {
-            let s = &c.standalone;
-            assert!(s.find_path(&name("any/path")).is_some());
-            assert_eq!(s.acl, defaults.acl);
-            assert!(s.users.is_empty());
-        }
-        // Paths without users: MediaMTX's default permissions.
-        let c = from_yaml("paths:\n  cam1:\n").unwrap();
-        assert_eq!(c.standalone.acl, defaults.acl);
-    }
-
-    #[test]
-    fn every_problem_is_listed() {
-        let text = "\
-paths:
-  bad name:
-    source: publisher
-  \"~(\":
-  cam1:
-    source: ftp:nowhere
-    sourceOnDemand: yes
-    maxReaders: -1
-    publisherGrace: soon
-    recrd: yes
-  all:
-  all_others:
-authInternalUsers:
-  - user: any
-    pass: x
-  - pass: s3cret
-  - user: cam
-    pass: sha256:abc
-    ips: [10.0.0.0/33]
-    permissions:
-      - action: stream
-      - action: api
-        path: cam1
-      - path: cam1
-  - user: cam
-    pass: argon2:nothash
-hls: yes
-rtspTransports: [tcp, quic]
-pathDefaults:
-  source: publisher
-rtspAdress: :8554
-";
-        let err = from_yaml(text).err().unwrap();
-        let text = err.to_string();
-        let expected = [
-            "streamplane.yml:3:5: paths.bad name: invalid path name",
-            "streamplane.yml:4:7: paths.~(: invalid regular expression '('",
-            "streamplane.yml:6:13: paths.cam1.source: expected publisher or a URL",
-            "streamplane.yml:8:17: paths.cam1.maxReaders: expected a whole number",
-            "streamplane.yml:9:21: paths.cam1.publisherGrace: expected a duration",
-            "streamplane.yml:10:5: paths.cam1.recrd: unknown key; did you mean \"record\"?",
-            "streamplane.yml:12:13: paths.all_others: all is configured too",
-            "streamplane.yml:15:11: authInternalUsers[0].pass: must be empty for user any",
-            "authInternalUsers[1].user: required",
-            "streamplane.yml:18:11: authInternalUsers[2].pass: sha256: hashes are not supported yet",
-            "streamplane.yml:19:10: authInternalUsers[2].ips: '10.0.0.0/33' has an invalid prefix",
-            "streamplane.yml:21:17: authInternalUsers[2].permissions[0].action: unknown action 'stream'",
-            "streamplane.yml:23:15: authInternalUsers[2].permissions[1].path: api permissions take no path",
-            "authInternalUsers[2].permissions[2].action: required",
-            "streamplane.yml:25:11: authInternalUsers[3].user: \"cam\" is already defined in authInternalUsers[2]",
-            "streamplane.yml:26:11: authInternalUsers[3].pass: argon2: must be followed by a PHC string",
-            "streamplane.yml:27:6: hls: not supported yet",
-            "streamplane.yml:28:17: rtspTransports: expected udp or multicast or tcp, got \"quic\"",
-            "pathDefaults: not supported yet",
-            "streamplane.yml:31:1: rtspAdress: unknown key; did you mean \"rtspAddress\"?",
-        ];
-        for line in expected {
-            assert!(text.contains(line), "missing {line:?} in:\n{text}");
-        }
-        assert!(!text.contains("s3cret"), "{text}");
-        assert_eq!(err.problems.len(), expected.len(), "{text}");
-
-        let err = from_yaml("paths:\n  cam1:\n    sourceOnDemand: yes\n")
-            .err()
-            .unwrap();
-        assert!(
-            err.to_string()
-                .contains("streamplane.yml:3:21: paths.cam1.sourceOnDemand: has no effect"),
-            "{err}"
-        );
-    }
-
-    #[test]
-    fn paths_and_users_are_refused_with_a_control_plane() {
-        let err = from_yaml("controlPlaneUrl: http://cp:1\nenrollmentToken: t\npaths:\n  cam1:\n")
-            .err()
-            .unwrap();
-        assert!(
-            err.to_string()
-                .contains("streamplane.yml:4:3: paths: not used when controlPlaneUrl is set"),
-            "{err}"
-        );
-    }
-}
+#[path = "standalone_tests.rs"]
+mod tests;

@@ -32,6 +32,9 @@ pub struct DesiredState {
     /// Allow-list: a request is granted when one rule matches.
     pub acl: Vec<AclRule>,
     pub jwt_keys: Vec<JwtPublicKey>,
+    /// RTSP authentication schemes offered in challenges and accepted: the worker's own
+    /// `rtspAuthMethods` in both modes.
+    pub rtsp_auth: RtspAuthMethods,
     /// Media sessions to close (ids as in reports), kicked through the control plane. Shared,
     /// so that the state stays small to copy and the media layer can hold it cheaply.
     pub kicked_sessions: Arc<HashSet<String>>,
@@ -98,6 +101,68 @@ pub struct User {
     /// API role; `None` for media-only users (cameras, players).
     pub role: Option<UserRole>,
     pub disabled: bool,
+    /// Set when the user may authenticate with RTSP Digest.
+    pub digest_ha1: Option<DigestHa1>,
+}
+
+/// RTSP Digest's `HA1 = MD5(username:realm:password)`: whoever knows it can answer Digest
+/// challenges for that user, so it is a password equivalent. `Debug` prints `***`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DigestHa1([u8; 16]);
+
+impl DigestHa1 {
+    pub fn new(bytes: [u8; 16]) -> Self {
+        DigestHa1(bytes)
+    }
+
+    pub fn compute(username: &str, realm: &str, password: &str) -> Self {
+        use md5::{Digest as _, Md5};
+        DigestHa1(Md5::digest(format!("{username}:{realm}:{password}")).into())
+    }
+
+    pub fn expose(&self) -> &[u8; 16] {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for DigestHa1 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DigestHa1(***)")
+    }
+}
+
+/// Which RTSP authentication schemes the worker offers: its own `rtspAuthMethods` setting, in
+/// both modes (Basic by default, like MediaMTX). Not part of the control plane's snapshot:
+/// ffmpeg and GStreamer always answer Digest when it is offered, so offering it is an operator
+/// decision per worker, never a side effect of one user's `rtsp_digest`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RtspAuthMethods {
+    pub basic: bool,
+    pub digest: bool,
+}
+
+impl RtspAuthMethods {
+    pub const BASIC: Self = RtspAuthMethods {
+        basic: true,
+        digest: false,
+    };
+}
+
+impl Default for RtspAuthMethods {
+    fn default() -> Self {
+        RtspAuthMethods::BASIC
+    }
+}
+
+impl std::fmt::Display for RtspAuthMethods {
+    /// As written in the configuration: `basic`, `digest` or `basic,digest`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = [(self.basic, "basic"), (self.digest, "digest")]
+            .into_iter()
+            .filter_map(|(on, name)| on.then_some(name))
+            .collect();
+        f.write_str(&names.join(","))
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -137,6 +202,8 @@ pub enum InvalidDesiredState {
     UserRole { user_id: String, value: i32 },
     #[error("user {user_id:?}: id or username {username:?} is used twice")]
     DuplicateUser { user_id: String, username: String },
+    #[error("user {user_id:?}: digest_ha1 must be 16 bytes, got {len}")]
+    DigestHa1Length { user_id: String, len: usize },
     #[error("acl rule {rule_id:?}: unknown action {value}")]
     AclAction { rule_id: String, value: i32 },
     #[error("acl rule {rule_id:?}: path_pattern: {source}")]
@@ -210,6 +277,8 @@ impl TryFrom<pb::DesiredState> for DesiredState {
             users,
             acl,
             jwt_keys,
+            // The worker's setting, not the snapshot's: [`Tracker`] puts it in.
+            rtsp_auth: RtspAuthMethods::BASIC,
             kicked_sessions: Arc::new(s.kicked_session_ids.into_iter().collect()),
         })
     }
@@ -305,12 +374,24 @@ fn users(users: Vec<pb::User>) -> Result<Vec<User>, InvalidDesiredState> {
                     username: u.username,
                 });
             }
+            let digest_ha1 = match u.digest_ha1 {
+                None => None,
+                Some(bytes) => Some(DigestHa1::new(
+                    <[u8; 16]>::try_from(bytes.as_slice()).map_err(|_| {
+                        InvalidDesiredState::DigestHa1Length {
+                            user_id: u.id.clone(),
+                            len: bytes.len(),
+                        }
+                    })?,
+                )),
+            };
             Ok(User {
                 id: UserId::new(u.id),
                 username: u.username,
                 password_hash: Secret::new(u.password_hash),
                 role,
                 disabled: u.disabled,
+                digest_ha1,
             })
         })
         .collect()
@@ -412,6 +493,7 @@ impl DesiredState {
             users: Vec::new(),
             acl: Vec::new(),
             jwt_keys: Vec::new(),
+            rtsp_auth: RtspAuthMethods::BASIC,
             kicked_sessions: Arc::default(),
         }
     }
@@ -482,13 +564,16 @@ pub enum Offer {
 pub struct Tracker {
     generation: u64,
     apply_error: Option<String>,
+    /// The worker's `rtspAuthMethods`, set on every applied state.
+    rtsp_auth: RtspAuthMethods,
 }
 
 impl Tracker {
-    pub fn new(generation: u64) -> Self {
+    pub fn new(generation: u64, rtsp_auth: RtspAuthMethods) -> Self {
         Tracker {
             generation,
             apply_error: None,
+            rtsp_auth,
         }
     }
 
@@ -503,7 +588,8 @@ impl Tracker {
             };
         }
         match DesiredState::try_from(snapshot) {
-            Ok(desired) => {
+            Ok(mut desired) => {
+                desired.rtsp_auth = self.rtsp_auth;
                 self.generation = incoming;
                 self.apply_error = None;
                 Offer::Apply(desired)
@@ -520,6 +606,11 @@ impl Tracker {
 
     pub fn generation(&self) -> u64 {
         self.generation
+    }
+
+    /// The RTSP authentication methods every applied state gets.
+    pub fn rtsp_auth(&self) -> RtspAuthMethods {
+        self.rtsp_auth
     }
 
     /// Set while the newest snapshot offered could not be applied; cleared by the next applied one.

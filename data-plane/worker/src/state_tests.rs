@@ -51,6 +51,7 @@ fn full_snapshot() -> pb::DesiredState {
             password_hash: "$argon2id$v=19$...".into(),
             role: pb::UserRole::Operator.into(),
             disabled: false,
+            digest_ha1: Some(vec![9; 16]),
         }],
         acl_rules: vec![
             pb::AclRule {
@@ -100,6 +101,13 @@ fn converts_a_full_snapshot() {
     assert_eq!(cam.max_readers, None, "0 means unlimited");
     assert_eq!(s.users[0].role, Some(UserRole::Operator));
     assert!(!format!("{:?}", s.users[0]).contains("argon2"));
+    assert_eq!(
+        s.users[0].digest_ha1.as_ref().map(DigestHa1::expose),
+        Some(&[9; 16])
+    );
+    assert!(!format!("{:?}", s.users[0]).contains("9, 9"));
+    // A user with HA1 does not turn Digest on: that is the worker's `rtspAuthMethods`.
+    assert_eq!(s.rtsp_auth, RtspAuthMethods::BASIC);
     assert_eq!(s.acl.len(), 2);
     assert_eq!(s.acl[0].user, Some(UserId::new("u1")));
     assert_eq!(s.acl[1].path, None, "empty pattern matches every path");
@@ -127,6 +135,10 @@ fn names_the_bad_entry() {
             "path \"~^relay/(.+)$\": source_url \"10.0.0.9/x\" is not a URL",
         ),
         (|s| s.users[0].role = 42, "user \"u1\": unknown role 42"),
+        (
+            |s| s.users[0].digest_ha1 = Some(vec![1; 15]),
+            "user \"u1\": digest_ha1 must be 16 bytes, got 15",
+        ),
         (
             |s| s.users.push(s.users[0].clone()),
             "user \"u1\": id or username \"alice\" is used twice",
@@ -204,7 +216,7 @@ fn applies_only_newer_generations() {
 
 #[test]
 fn an_invalid_snapshot_keeps_the_previous_one_and_is_reported() {
-    let mut t = Tracker::new(5);
+    let mut t = Tracker::new(5, RtspAuthMethods::BASIC);
     let offer = t.offer(snapshot(6, vec![path("~(")]));
     assert!(
         matches!(offer, Offer::Invalid { generation: 6, .. }),
@@ -263,4 +275,37 @@ fn all_others_is_tried_after_every_regex() {
         DesiredState::try_from(snapshot(4, vec![path("all"), path("all_others")])),
         Err(InvalidDesiredState::TwoCatchAlls)
     ));
+}
+
+#[test]
+fn every_applied_snapshot_offers_the_workers_rtsp_auth_methods() {
+    let both = RtspAuthMethods {
+        basic: true,
+        digest: true,
+    };
+    let mut t = Tracker::new(0, both);
+    assert_eq!(t.rtsp_auth(), both);
+    let Offer::Apply(s) = t.offer(full_snapshot()) else {
+        panic!("a valid newer snapshot is applied")
+    };
+    assert_eq!(s.rtsp_auth, both);
+    // Also once no user has an HA1 any more.
+    let mut without = full_snapshot();
+    without.generation = 9;
+    without.users[0].digest_ha1 = None;
+    let Offer::Apply(s) = t.offer(without) else {
+        panic!("a valid newer snapshot is applied")
+    };
+    assert_eq!(s.rtsp_auth, both);
+
+    // The default is Basic only, whatever the users have.
+    let mut t = Tracker::default();
+    let Offer::Apply(s) = t.offer(full_snapshot()) else {
+        panic!("a valid newer snapshot is applied")
+    };
+    assert!(s.users[0].digest_ha1.is_some());
+    assert_eq!(s.rtsp_auth, RtspAuthMethods::BASIC);
+    assert_eq!(RtspAuthMethods::default(), RtspAuthMethods::BASIC);
+    assert_eq!(both.to_string(), "basic,digest");
+    assert_eq!(RtspAuthMethods::BASIC.to_string(), "basic");
 }

@@ -1,8 +1,9 @@
 //! Standalone mode from a MediaMTX-style YAML file, end to end: the real worker binary with
-//! `--config`, ffmpeg publishing with and without credentials, an undefined path, and a bad
-//! file refused with exit code 64 and every problem located.
+//! `--config`, ffmpeg publishing with and without credentials, an undefined path, RTSP Digest
+//! as the only method (ffmpeg and GStreamer), and bad files refused with exit code 64 and
+//! every problem located.
 //!
-//! Needs `cargo build -p streamplane-worker` first, and ffmpeg.
+//! Needs `cargo build -p streamplane-worker` first, ffmpeg and gst-launch-1.0.
 
 #![allow(clippy::unwrap_used)]
 
@@ -10,8 +11,10 @@ mod common;
 
 use std::path::Path;
 
-use common::{DEADLINE, RTSP, clip};
+use common::{DEADLINE, RTSP, assert_decoded, assert_gst_decoded, clip, read_head};
 use streamplane_testkit::{Process, Worker, WorkerBuilder};
+use tokio::io::AsyncWriteExt as _;
+use tokio::net::TcpStream;
 
 fn url(worker: &Worker, credentials: &str, path: &str) -> String {
     format!("rtsp://{credentials}{}/{path}", worker.address(RTSP))
@@ -168,4 +171,182 @@ hls: yes
     }
     assert!(output.contains("(4 problems)"), "{output}");
     assert!(!output.contains("s3cret-pass"), "{output}");
+}
+
+const DIGEST_CONFIG: &str = r#"
+rtspAuthMethods: [digest]
+authInternalUsers:
+  - user: cam
+    pass: cam-digest-pass
+    permissions:
+      - action: publish
+        path: cam1
+  - user: viewer
+    pass: viewer-digest-pass
+    permissions:
+      - action: read
+paths:
+  cam1:
+"#;
+
+/// GStreamer reading with credentials (rtspsrc answers whichever challenge it prefers).
+fn gst_reader_with(url: &str, user: &str, password: &str) -> Process {
+    Process::builder("gst-launch-1.0")
+        .name("gst-reader")
+        .arg("rtspsrc")
+        .arg(format!("location={url}"))
+        .arg(format!("user-id={user}"))
+        .arg(format!("user-pw={password}"))
+        .args([
+            "protocols=tcp",
+            "latency=0",
+            "!",
+            "rtph264depay",
+            "!",
+            "h264parse",
+        ])
+        .args(["!", "avdec_h264", "!", "fakesink", "num-buffers=100"])
+        .spawn()
+}
+
+/// The worker's "authenticated" lines for `user` with `method`, since `mark`.
+fn authenticated(log: &str, user: &str, action: &str, method: &str) -> usize {
+    log.lines()
+        .filter(|l| {
+            l.contains("authenticated")
+                && l.contains(&format!("user=\"{user}\""))
+                && l.contains(&format!("action={action}"))
+                && l.contains(&format!("method={method}"))
+        })
+        .count()
+}
+
+#[tokio::test]
+async fn digest_only_serves_ffmpeg_and_gstreamer() {
+    let clip = tokio::task::spawn_blocking(clip).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("streamplane.yml");
+    std::fs::write(&config, DIGEST_CONFIG).unwrap();
+    let worker = WorkerBuilder::standalone()
+        .listen(RTSP)
+        .arg("--config")
+        .arg(config.to_str().unwrap())
+        .start()
+        .await;
+
+    // The challenge is Digest only, and Basic credentials (even right ones) are refused.
+    let mut conn = TcpStream::connect(worker.address(RTSP)).await.unwrap();
+    let basic = "Y2FtOmNhbS1kaWdlc3QtcGFzcw=="; // cam:cam-digest-pass
+    let request = format!(
+        "DESCRIBE {} RTSP/1.0\r\nCSeq: 1\r\nAuthorization: Basic {basic}\r\n\r\n",
+        url(&worker, "", "cam1")
+    );
+    conn.write_all(request.as_bytes()).await.unwrap();
+    let head = read_head(&mut conn).await;
+    assert!(head.starts_with("RTSP/1.0 401"), "{head}");
+    let challenges: Vec<&str> = head
+        .lines()
+        .filter(|l| l.to_ascii_lowercase().starts_with("www-authenticate:"))
+        .collect();
+    assert_eq!(challenges.len(), 1, "{head}");
+    assert!(
+        challenges[0].contains("Digest realm=\"streamplane\", nonce=\""),
+        "{head}"
+    );
+    worker
+        .process()
+        .wait_for_line(
+            "basic authentication is not offered by this server",
+            DEADLINE,
+        )
+        .await;
+
+    // A wrong password under Digest: refused, and the log says why.
+    let wrong = publisher(
+        &clip,
+        &url(&worker, "cam:wrong-pass@", "cam1"),
+        "wrong-password",
+    );
+    assert_refused(&wrong, "401").await;
+    worker
+        .process()
+        .wait_for_line("digest response does not match (wrong password)", DEADLINE)
+        .await;
+
+    // ffmpeg publishes with Digest, then ffmpeg and GStreamer read with Digest.
+    let _publisher = publisher(
+        &clip,
+        &url(&worker, "cam:cam-digest-pass@", "cam1"),
+        "publisher",
+    );
+    worker
+        .process()
+        .wait_for_line("publisher recording", DEADLINE)
+        .await;
+    let reader = common::ffmpeg_reader(
+        &url(&worker, "viewer:viewer-digest-pass@", "cam1"),
+        "ffmpeg-reader",
+        "tcp",
+    );
+    assert_decoded(&reader).await;
+    let gst = gst_reader_with(&url(&worker, "", "cam1"), "viewer", "viewer-digest-pass");
+    assert_gst_decoded(&gst).await;
+
+    let log = worker.process().output();
+    assert!(
+        authenticated(&log, "cam", "publish", "digest") >= 1,
+        "{log}"
+    );
+    assert!(
+        authenticated(&log, "viewer", "read", "digest") >= 2,
+        "both readers, each with Digest:\n{log}"
+    );
+    assert!(!log.contains("method=basic"), "{log}");
+    for secret in ["cam-digest-pass", "viewer-digest-pass", "response="] {
+        assert!(!log.contains(secret), "{secret} reached the log:\n{log}");
+    }
+}
+
+#[tokio::test]
+async fn digest_only_with_a_hashed_password_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("digest.yml");
+    // One file per problem, each refused on its own.
+    let run = |text: &'static str| {
+        let config = config.clone();
+        async move {
+            std::fs::write(&config, text).unwrap();
+            let worker = WorkerBuilder::standalone()
+                .arg("--config")
+                .arg(config.to_str().unwrap())
+                .spawn()
+                .await;
+            let status = worker.process().wait_exit(DEADLINE).await;
+            let output = worker.process().output();
+            assert_eq!(status.code(), Some(64), "{output}");
+            output
+        }
+    };
+    let at = |pos: &str| format!("{}:{pos}", config.display());
+
+    let output = run("rtspAuthMethods: [digest, md5]\n").await;
+    let line = format!(
+        "{}: rtspAuthMethods: expected basic or digest, got \"md5\"",
+        at("1:18")
+    );
+    assert!(output.contains(&line), "missing {line:?} in:\n{output}");
+
+    let output = run("\
+rtspAuthMethods: [digest]
+authInternalUsers:
+  - user: cam
+    pass: argon2:$argon2id$v=19$m=4096,t=3,p=1$MTIzNDU2Nzg$OGGO0eCMN0ievb4YGSzvS/H+Vajx1pcbUmtLp2tRqRU
+")
+    .await;
+    let line = format!(
+        "{}: authInternalUsers[0].pass: a hashed password cannot answer Digest",
+        at("4:11")
+    );
+    assert!(output.contains(&line), "missing {line:?} in:\n{output}");
+    assert!(output.contains("add basic to rtspAuthMethods"), "{output}");
 }

@@ -1,11 +1,11 @@
 //! RTSP Digest authentication (RFC 2617 with MD5, as ffmpeg, VLC, GStreamer and IP cameras
 //! speak it): challenge nonces, `Authorization: Digest ...` parsing and response checks.
 //!
-//! Digest needs `HA1 = MD5(user:realm:password)` on the server. The desired state carries only
-//! argon2 PHC hashes, from which HA1 cannot be derived, so — like MediaMTX, which refuses
-//! `rtspAuthMethods: [digest]` together with hashed credentials — Digest is only offered when
-//! some user's credential can verify it (see [`super::auth::digest_ha1`]); otherwise clients
-//! get Basic (and JWT) only.
+//! Digest needs `HA1 = MD5(user:realm:password)` on the server ([`crate::state::DigestHa1`]).
+//! An argon2 hash cannot yield it, so only users whose HA1 was computed from the plaintext
+//! password can use Digest: plaintext `pass` entries in standalone mode, and managed users with
+//! `rtsp_digest` turned on (the control plane ships their HA1). HA1 is a password equivalent
+//! for Digest and an MD5 that is cheap to attack offline, which is why managed users opt in.
 //!
 //! Nonces are stateless: `hex(issued seconds) + hex(MD5(key ‖ issued seconds))[..16]` with a
 //! per-process random key, so a nonce we did not issue is rejected, an expired one is answered
@@ -131,11 +131,9 @@ pub fn parse_digest(header: &str) -> Option<DigestCredentials> {
     (seen == 31).then_some(c)
 }
 
-/// `HA1 = MD5(username:realm:password)`, what a Digest-capable credential store keeps.
-/// (Only tests compute it today: no credential store in the worker keeps passwords.)
 #[cfg(test)]
 pub fn ha1(username: &str, realm: &str, password: &str) -> [u8; 16] {
-    Md5::digest(format!("{username}:{realm}:{password}")).into()
+    *crate::state::DigestHa1::compute(username, realm, password).expose()
 }
 
 /// The response a client knowing HA1 sends for `method` (RFC 2617 §3.2.2.1; `qop=auth` or
