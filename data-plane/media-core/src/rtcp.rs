@@ -9,6 +9,9 @@ use thiserror::Error;
 
 use crate::rtp::Ssrc;
 
+pub mod sender;
+pub use sender::SenderReportGenerator;
+
 pub const PT_SR: u8 = 200;
 pub const PT_RR: u8 = 201;
 pub const PT_SDES: u8 = 202;

@@ -259,15 +259,27 @@ async fn bad_input_gets_the_right_status_and_leaves_readers_alone() {
     wire.extend(frame(0, &rtp(2, 7)));
     publisher.write_all(&wire).await.unwrap();
 
-    // The reader gets the one valid packet, and only it.
-    let mut header = [0u8; 4];
-    tokio::time::timeout(DEADLINE, player.read_exact(&mut header))
-        .await
-        .expect("the valid packet arrives")
-        .unwrap();
-    assert_eq!(&header[..2], b"$\x00");
-    let mut packet = vec![0; usize::from(u16::from_be_bytes([header[2], header[3]]))];
-    player.read_exact(&mut packet).await.unwrap();
+    // The reader gets the one valid packet, and only it (after the worker's own sender report
+    // on the RTCP channel: this publisher sends none).
+    let packet = loop {
+        let mut header = [0u8; 4];
+        tokio::time::timeout(DEADLINE, player.read_exact(&mut header))
+            .await
+            .expect("the valid packet arrives")
+            .unwrap();
+        let mut packet = vec![0; usize::from(u16::from_be_bytes([header[2], header[3]]))];
+        player.read_exact(&mut packet).await.unwrap();
+        assert_eq!(header[0], b'$');
+        match header[1] {
+            0 => break packet,
+            1 => assert_eq!(
+                packet.get(1),
+                Some(&200),
+                "only a sender report: {packet:?}"
+            ),
+            channel => panic!("a frame on channel {channel}"),
+        }
+    };
     assert_eq!(packet[0] >> 6, 2);
     assert_eq!(u16::from_be_bytes([packet[2], packet[3]]), 7);
     eventually(DEADLINE, "three invalid packets in /metrics", || async {

@@ -236,6 +236,9 @@ struct ReaderStats {
     first_keyframe_ms: Option<f64>,
     /// Arrival - send of the timestamp SEIs received inside the window, in microseconds.
     latencies_us: Vec<f64>,
+    /// Per latency sample: whether its access unit is a keyframe (an IDR or SPS follows the
+    /// SEI with the same RTP timestamp), to tell keyframe fan-out from the rest.
+    keyframe: Vec<bool>,
 }
 
 #[derive(Clone, Copy)]
@@ -310,6 +313,8 @@ async fn read_session(url: &Url, window: Window, stats: &mut ReaderStats) -> any
     stats.ok = true;
 
     let mut last_seq: HashMap<u8, u16> = HashMap::new();
+    // RTP timestamp of the latest latency sample, until its access unit shows a keyframe.
+    let mut sample_ts: Option<u32> = None;
     loop {
         while let Some(item) = conn.decoder.decode(&mut conn.buf)? {
             let Item::Interleaved { channel, payload } = item else {
@@ -348,12 +353,22 @@ async fn read_session(url: &Url, window: Window, stats: &mut ReaderStats) -> any
             let Some(body) = rtp_payload(&payload) else {
                 continue;
             };
-            if stats.first_keyframe_ms.is_none() && h264::starts_keyframe(body) {
-                stats.first_keyframe_ms = Some(ms(arrival - play_sent));
+            let ts = u32::from_be_bytes([payload[4], payload[5], payload[6], payload[7]]);
+            if h264::starts_keyframe(body) {
+                if stats.first_keyframe_ms.is_none() {
+                    stats.first_keyframe_ms = Some(ms(arrival - play_sent));
+                }
+                if sample_ts.take() == Some(ts)
+                    && let Some(last) = stats.keyframe.last_mut()
+                {
+                    *last = true;
+                }
             }
             if in_window && let Some(send) = h264::find_timestamp(body) {
                 let latency = now_ns() as f64 - send as f64;
                 stats.latencies_us.push(latency / 1e3);
+                stats.keyframe.push(false);
+                sample_ts = Some(ts);
             }
         }
         conn.buf.reserve(64 * 1024);
@@ -481,6 +496,21 @@ async fn read_all(args: Args) -> anyhow::Result<()> {
         .flat_map(|s| s.latencies_us.iter().copied())
         .collect();
     latencies.sort_by(f64::total_cmp);
+    let split = |key: bool| {
+        let mut v: Vec<f64> = all
+            .iter()
+            .flat_map(|s| s.latencies_us.iter().zip(&s.keyframe))
+            .filter(|(_, k)| **k == key)
+            .map(|(l, _)| *l)
+            .collect();
+        v.sort_by(f64::total_cmp);
+        json!({
+            "samples": v.len(),
+            "p50": round3(percentile(&v, 0.5).map(|v| v / 1e3)),
+            "p99": round3(percentile(&v, 0.99).map(|v| v / 1e3)),
+            "max": round3(v.last().map(|v| v / 1e3)),
+        })
+    };
     let no_keyframe = all
         .iter()
         .filter(|s| s.ok && s.first_keyframe_ms.is_none())
@@ -538,6 +568,8 @@ async fn read_all(args: Args) -> anyhow::Result<()> {
             "p99": round3(percentile(&latencies, 0.99).map(|v| v / 1e3)),
             "max": round3(latencies.last().map(|v| v / 1e3)),
         },
+        "latency_keyframe_ms": split(true),
+        "latency_other_ms": split(false),
         "server": server_json,
         "client_cpu_percent": round3(client_cpu.map(|cpu| 100.0 * cpu / duration)),
     });

@@ -5,16 +5,23 @@
 //! bounded queue. A full queue never blocks the publisher: the reader's [`FrameGate`] drops
 //! whole frames (video resumes at the next keyframe) and the drop is counted.
 //!
+//! Sender reports: the publisher's are forwarded (rewritten to what readers see). For a track
+//! whose publisher sends none, the stream generates its own on the publish path (no timer
+//! task): with the track's first packet, then every few seconds (see
+//! [`SenderReportGenerator`]), all with one CNAME per stream so players group the tracks.
+//!
 //! Architecture invariant: the fan-out lock is held only for non-blocking work (`try_send`,
 //! GOP cache updates), never across an `.await`.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use streamplane_media_core::gop::{Admit, FrameGate, GopCache, GopLimits, ResumeAt};
+use streamplane_media_core::rtcp::{PT_SR, RtcpPacket, SenderReportGenerator};
 use streamplane_media_core::rtp::{RtpPacket, RtpRewriter};
 use streamplane_media_core::sdp::{Codec, Track};
 use streamplane_media_core::{h264, h265};
@@ -166,6 +173,8 @@ struct Fanout {
     /// Per track: a new publisher took over and has not sent RTP yet; its RTCP is not
     /// forwarded until then (the timestamp mapping is not known yet).
     awaiting_source: Vec<bool>,
+    /// Per track: our own sender reports, while the publisher sends none.
+    generators: Vec<SenderReportGenerator>,
 }
 
 /// A reader could not be attached.
@@ -202,6 +211,8 @@ pub struct Stream {
     /// Per track, the SSRC of the latest RTP packet (`NO_SSRC` before the first), for the
     /// `ssrc` of UDP readers' `Transport`.
     ssrcs: Vec<AtomicU64>,
+    /// The SDES CNAME of generated sender reports: one per stream, so players sync its tracks.
+    cname: String,
     fanout: Mutex<Fanout>,
 }
 
@@ -219,6 +230,10 @@ impl Stream {
             .iter()
             .map(|t| RtpRewriter::new(t.clock_rate.max(1)))
             .collect();
+        let generators = tracks
+            .iter()
+            .map(|t| SenderReportGenerator::new(t.clock_rate))
+            .collect();
         Stream {
             tracks,
             kinds,
@@ -229,12 +244,14 @@ impl Stream {
             ready: AtomicBool::new(false),
             closed: CancellationToken::new(),
             ssrcs: (0..count).map(|_| AtomicU64::new(NO_SSRC)).collect(),
+            cname: format!("streamplane-{:016x}", rand::random::<u64>()),
             fanout: Mutex::new(Fanout {
                 gops,
                 sender_reports: vec![None; count],
                 readers: Vec::new(),
                 rewriters,
                 awaiting_source: vec![false; count],
+                generators,
             }),
         }
     }
@@ -296,6 +313,7 @@ impl Stream {
             readers,
             rewriters,
             awaiting_source,
+            generators,
         } = &mut *fanout;
         for gop in gops.iter_mut().flatten() {
             *gop = GopCache::new(GopLimits::default());
@@ -303,6 +321,9 @@ impl Stream {
         sender_reports.iter_mut().for_each(|r| *r = None);
         rewriters.iter_mut().for_each(RtpRewriter::source_changed);
         awaiting_source.iter_mut().for_each(|a| *a = true);
+        generators
+            .iter_mut()
+            .for_each(SenderReportGenerator::source_changed);
         for reader in readers.iter_mut() {
             for (gate, kind) in reader.gates.iter_mut().zip(&self.kinds) {
                 if kind.is_video() {
@@ -454,10 +475,11 @@ impl Stream {
         let mut fanout = self.lock();
         let Fanout {
             gops,
+            sender_reports,
             readers,
             rewriters,
             awaiting_source,
-            ..
+            generators,
         } = &mut *fanout;
         let rewritten;
         let packet = match rewriters.get_mut(track) {
@@ -475,6 +497,17 @@ impl Stream {
         }
         if let Some(Some(gop)) = gops.get_mut(track) {
             gop.push(packet, keyframe);
+        }
+        // Before the packet: a player that learns the mapping with its first packets need
+        // not re-base timestamps later.
+        if let Some(generator) = generators.get_mut(track)
+            && generator.on_rtp(packet, now)
+            && let Some(data) = self.generated_report(generator, now)
+        {
+            if let Some(slot) = sender_reports.get_mut(track) {
+                *slot = Some(data.clone());
+            }
+            send_rtcp(readers, track, &data);
         }
         readers.retain_mut(|reader| {
             let free = reader.tx.capacity();
@@ -522,6 +555,7 @@ impl Stream {
         if track >= self.tracks.len() {
             return;
         }
+        let now = self.created.elapsed();
         let mut fanout = self.lock();
         if fanout.awaiting_source.get(track).copied().unwrap_or(false) {
             return;
@@ -530,19 +564,54 @@ impl Stream {
             Some(rewriter) => rewrite_sender_report(rewriter, data),
             None => data,
         };
-        // A compound RTCP packet from a sender starts with its sender report (type 200).
-        if data.get(1) == Some(&200)
-            && let Some(slot) = fanout.sender_reports.get_mut(track)
-        {
-            *slot = Some(data.clone());
+        // A compound RTCP packet from a sender starts with its sender report.
+        if data.get(1) == Some(&PT_SR) {
+            if let Some(slot) = fanout.sender_reports.get_mut(track) {
+                *slot = Some(data.clone());
+            }
+            if let Some(generator) = fanout.generators.get_mut(track) {
+                generator.on_publisher_report(now);
+            }
         }
-        for reader in &fanout.readers {
-            let _ = reader.tx.try_send(Outgoing {
-                track,
-                rtcp: true,
-                data: data.clone(),
-            });
+        send_rtcp(&fanout.readers, track, &data);
+    }
+
+    /// Our sender report for a track at `now` (SR + SDES CNAME), reading the wall clock.
+    fn generated_report(
+        &self,
+        generator: &mut SenderReportGenerator,
+        now: Duration,
+    ) -> Option<Bytes> {
+        let wall = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        let report = generator.report(now, wall)?;
+        let ssrc = report.ssrc;
+        let compound = [
+            RtcpPacket::SenderReport(report),
+            RtcpPacket::cname(ssrc, &self.cname),
+        ];
+        match RtcpPacket::write_compound(&compound) {
+            Ok(data) => {
+                tracing::trace!(%ssrc, "generated sender report");
+                Some(data)
+            }
+            Err(e) => {
+                tracing::warn!(%ssrc, error = %e, "cannot write a sender report");
+                None
+            }
         }
+    }
+}
+
+/// Offers RTCP to every reader; dropped for a reader whose queue is full.
+fn send_rtcp(readers: &[Reader], track: usize, data: &Bytes) {
+    for reader in readers {
+        let _ = reader.tx.try_send(Outgoing {
+            track,
+            rtcp: true,
+            data: data.clone(),
+        });
     }
 }
 
@@ -566,3 +635,7 @@ fn rewrite_sender_report(rewriter: &RtpRewriter, data: Bytes) -> Bytes {
     buf[16..20].copy_from_slice(&mapped.to_be_bytes());
     buf.freeze()
 }
+
+#[cfg(test)]
+#[path = "stream_tests.rs"]
+mod tests;

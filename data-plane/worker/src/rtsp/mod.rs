@@ -13,6 +13,7 @@ mod digest;
 mod jwt;
 mod session;
 mod udp;
+pub mod udp_send;
 
 use std::io;
 use std::net::SocketAddr;

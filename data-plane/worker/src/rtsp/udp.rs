@@ -13,7 +13,8 @@
 //! either it ends, and TEARDOWN ends it at once.
 //!
 //! Architecture invariant: the receive loops and the publisher never wait for a reader: sends
-//! happen in each reader's own task with `try_send_to`, and `WouldBlock` counts as a drop.
+//! happen in each reader's own task without waiting (`sendmmsg` per batch, see [`super::udp_send`]),
+//! and `WouldBlock` counts as a drop.
 
 use std::collections::HashMap;
 use std::io;
@@ -255,32 +256,42 @@ impl Udp {
 
     /// Sends a reader's queued packets; never waits.
     fn send_batch(&self, reader: &UdpReader, dests: &[Option<Dest>], batch: &mut Vec<Outgoing>) {
+        use super::udp_send::{self, Datagram};
         let counters = &reader.info.counters;
         let (mut bytes, mut packets, mut dropped) = (0u64, 0u64, 0u64);
-        // One `send_to` per packet. `sendmmsg` (one syscall per batch, per destination) would
-        // replace this loop; UDP sends to loopback or a NIC queue return at once anyway.
-        for item in batch.drain(..) {
-            let Some(Some(dest)) = dests.get(item.track) else {
+        // One batched send per socket, each in queue order; RTCP first, so a sender report
+        // goes out ahead of the packets queued after it.
+        for rtcp in [true, false] {
+            let socket = if rtcp { &self.rtcp } else { &self.rtp };
+            let datagrams: Vec<Datagram<'_>> = batch
+                .iter()
+                .filter(|item| item.rtcp == rtcp)
+                .filter_map(|item| {
+                    let dest = dests.get(item.track)?.as_ref()?;
+                    let to = if rtcp { dest.rtcp } else { dest.rtp };
+                    Some(Datagram {
+                        payload: &item.data,
+                        to,
+                    })
+                })
+                .collect();
+            if datagrams.is_empty() {
                 continue;
-            };
-            let (socket, to) = if item.rtcp {
-                (&self.rtcp, dest.rtcp)
-            } else {
-                (&self.rtp, dest.rtp)
-            };
-            match socket.try_send_to(&item.data, to) {
+            }
+            udp_send::send_batch(socket, &datagrams, |i, result| match result {
                 Ok(n) => {
                     bytes += n as u64;
-                    packets += u64::from(!item.rtcp);
+                    packets += u64::from(!rtcp);
                 }
                 Err(e) => {
                     if e.kind() != io::ErrorKind::WouldBlock && dropped == 0 {
-                        debug!(%to, error = %e, "udp send failed");
+                        debug!(to = %datagrams[i].to, error = %e, "udp send failed");
                     }
                     dropped += 1;
                 }
-            }
+            });
         }
+        batch.clear();
         counters.bytes_sent.fetch_add(bytes, Ordering::Relaxed);
         counters.packets_sent.fetch_add(packets, Ordering::Relaxed);
         counters
