@@ -15,6 +15,7 @@
 //! | `logLevel`            | `STREAMPLANE_LOG_LEVEL`, `MTX_LOGLEVEL`   | `info`         |
 //! | `logFormat`           | `STREAMPLANE_LOG_FORMAT`                  | `text`         |
 //! | `reconnectBackoffMax` | `STREAMPLANE_RECONNECT_BACKOFF_MAX`       | `5s`           |
+//! | `readTimeout`         | `STREAMPLANE_READ_TIMEOUT`, `MTX_READTIMEOUT` | `10s`        |
 //!
 //! `labels` is a list of `key=value` strings (`labels: [region=eu-west, rack=r12]`), so the same
 //! text works in the file and in the variable; a value therefore cannot contain a comma when set
@@ -47,6 +48,8 @@ pub const DEFAULT_RTCP_ADDRESS: SocketAddr =
 pub const DEFAULT_RECONNECT_BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// The first reconnection delay; `reconnectBackoffMax` may not be shorter.
 pub const RECONNECT_BACKOFF_MIN: Duration = Duration::from_millis(100);
+/// MediaMTX's `readTimeout` default: a UDP publisher silent this long is closed.
+pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A validated worker configuration. `Debug` is safe to log: the token prints as `***`.
 #[derive(Debug, Clone)]
@@ -69,6 +72,8 @@ pub struct Config {
     pub log_filter: String,
     pub log_format: LogFormat,
     pub reconnect_backoff_max: Duration,
+    /// A UDP publisher that sends no packet for this long is closed (MediaMTX `readTimeout`).
+    pub read_timeout: Duration,
     /// What standalone mode serves: `paths` and `authInternalUsers` (see `standalone`), or the
     /// built-in defaults. Unused with a control plane.
     pub standalone: DesiredState,
@@ -357,6 +362,14 @@ fn read(loader: &Loader, hostname: Option<String>, rust_log: Option<String>) -> 
         ok = false;
     }
 
+    let read_timeout = root
+        .get_with_env("readTimeout", &["MTX_READTIMEOUT"])
+        .unwrap_or(DEFAULT_READ_TIMEOUT);
+    if read_timeout.is_zero() {
+        root.problem("readTimeout", "must be more than 0s");
+        ok = false;
+    }
+
     let log_filter = match rust_log {
         Some(filter) => match EnvFilter::try_new(&filter) {
             Ok(_) => filter,
@@ -384,6 +397,7 @@ fn read(loader: &Loader, hostname: Option<String>, rust_log: Option<String>) -> 
         log_filter,
         log_format,
         reconnect_backoff_max,
+        read_timeout,
         standalone,
     })
     .filter(|_| ok)
