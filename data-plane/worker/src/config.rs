@@ -578,6 +578,31 @@ reconnectBackoffMax: 30s
     }
 
     #[test]
+    fn read_timeout_is_a_positive_duration() {
+        let c = from_yaml("", &[]).unwrap().config;
+        assert_eq!(c.read_timeout, Duration::from_secs(10));
+        let c = from_yaml("readTimeout: 2s\n", &[]).unwrap().config;
+        assert_eq!(c.read_timeout, Duration::from_secs(2));
+        let c = from_yaml(
+            "readTimeout: 2s\n",
+            &[("STREAMPLANE_READ_TIMEOUT", "500ms")],
+        )
+        .unwrap()
+        .config;
+        assert_eq!(c.read_timeout, Duration::from_millis(500));
+        let c = from_yaml("", &[("MTX_READTIMEOUT", "3s")]).unwrap().config;
+        assert_eq!(c.read_timeout, Duration::from_secs(3));
+        let text = from_yaml("readTimeout: 0s\n", &[])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            text.contains("worker.yml:1:14: readTimeout: must be more than 0s"),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn every_problem_is_listed() {
         let text = "\
 name: has space
