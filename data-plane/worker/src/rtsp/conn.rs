@@ -199,14 +199,13 @@ impl Connection {
                     Ok(None) => break,
                     Ok(Some(Item::Request(request))) => {
                         let reply = self.handle(request).await;
+                        // TEARDOWN ends a session, not the connection: the client closes it,
+                        // and a request that crossed TEARDOWN on the wire still gets an answer.
                         if write_response(writer, &reply.response, &mut out)
                             .await
                             .is_err()
                         {
                             return "write failed";
-                        }
-                        if reply.close {
-                            return "closed by request";
                         }
                     }
                     Ok(Some(Item::Response(_))) => {

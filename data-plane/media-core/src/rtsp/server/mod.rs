@@ -24,6 +24,9 @@
 //! [`Connection::handle_timeout`] ends what expired. Media activity the driver sees on its
 //! sockets is reported with [`Connection::media`].
 //!
+//! TEARDOWN ends a session, not the connection: the client closes it (as with MediaMTX), and
+//! a request that crossed the TEARDOWN on the wire still gets an answer (454).
+//!
 //! Several sessions may share a connection (a SETUP without `Session` header starts another
 //! one), and a UDP reader's session may move to another connection: the driver parks it
 //! when its connection closes ([`Connection::close`]) and hands it to the connection whose
@@ -228,8 +231,6 @@ pub enum Outcome {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reply {
     pub response: Response,
-    /// Close the connection once the response is sent (TEARDOWN of its last session).
-    pub close: bool,
     /// Why the request was refused, for the log; `None` when it succeeded.
     pub refused: Option<String>,
 }
@@ -325,9 +326,8 @@ impl Connection {
             session.touch(now);
         }
         match self.dispatch(&request) {
-            Ok(Dispatch::Reply(response, close)) => Step::Reply(Reply {
+            Ok(Dispatch::Reply(response)) => Step::Reply(Reply {
                 response,
-                close,
                 refused: None,
             }),
             Ok(Dispatch::Intent(intent, url)) => Step::Intent(Pending {
@@ -355,9 +355,8 @@ impl Connection {
             ));
         }
         match self.commit(now, &request, intent, url.as_ref(), outcome) {
-            Ok(Committed::Reply(response, close)) => Step::Reply(Reply {
+            Ok(Committed::Reply(response)) => Step::Reply(Reply {
                 response,
-                close,
                 refused: None,
             }),
             Ok(Committed::Again) => self.handle(now, request),
@@ -441,12 +440,12 @@ impl Connection {
 }
 
 enum Dispatch {
-    Reply(Response, bool),
+    Reply(Response),
     Intent(Intent, Option<RtspUrl>),
 }
 
 enum Committed {
-    Reply(Response, bool),
+    Reply(Response),
     /// Handle the request again (after adopting its session).
     Again,
 }
@@ -481,7 +480,6 @@ fn refused(request: &Request, status: StatusCode, reason: String, challenge: &[S
     }
     Reply {
         response,
-        close: false,
         refused: Some(reason),
     }
 }

@@ -49,11 +49,11 @@ impl Connection {
             Method::Options => {
                 let response = ok(request, local.and_then(|i| self.sessions.get(i)))
                     .with_header(names::PUBLIC, PUBLIC);
-                Ok(Dispatch::Reply(response, false))
+                Ok(Dispatch::Reply(response))
             }
             Method::GetParameter | Method::SetParameter => {
                 let response = ok(request, local.and_then(|i| self.sessions.get(i)));
-                Ok(Dispatch::Reply(response, false))
+                Ok(Dispatch::Reply(response))
             }
             Method::Describe => {
                 let url = url_of(request)?;
@@ -75,9 +75,7 @@ impl Connection {
                 let session = &self.sessions[index];
                 match (session.role(), session.state()) {
                     (Role::Publish { .. }, _) => Err(state(method, "not on a publishing session")),
-                    (Role::Read, State::Playing) => {
-                        Ok(Dispatch::Reply(ok(request, Some(session)), false))
-                    }
+                    (Role::Read, State::Playing) => Ok(Dispatch::Reply(ok(request, Some(session)))),
                     (Role::Read, _) => Ok(Dispatch::Intent(
                         Intent::Play {
                             session: session.id().clone(),
@@ -101,7 +99,7 @@ impl Connection {
                         },
                         None,
                     )),
-                    (Role::Read, _) => Ok(Dispatch::Reply(ok(request, Some(session)), false)),
+                    (Role::Read, _) => Ok(Dispatch::Reply(ok(request, Some(session)))),
                 }
             }
             Method::Record => {
@@ -111,7 +109,7 @@ impl Connection {
                 let session = &self.sessions[index];
                 match (session.role(), session.state()) {
                     (Role::Read, _) => Err(state(method, "not on a reading session")),
-                    (_, State::Recording) => Ok(Dispatch::Reply(ok(request, Some(session)), false)),
+                    (_, State::Recording) => Ok(Dispatch::Reply(ok(request, Some(session)))),
                     _ if !session.all_set_up() => Err(RequestError::NotAllSetUp),
                     _ => Ok(Dispatch::Intent(
                         Intent::Record {
@@ -128,8 +126,8 @@ impl Connection {
                     },
                     None,
                 )),
-                // Nothing to end: the client is done with this connection.
-                None => Ok(Dispatch::Reply(respond_to(request, StatusCode::Ok), true)),
+                // Nothing to end.
+                None => Ok(Dispatch::Reply(respond_to(request, StatusCode::Ok))),
             },
             _ => Err(RequestError::NotImplemented {
                 method: <&str>::from(&request.method).to_owned(),
@@ -344,7 +342,7 @@ impl Connection {
                 let response = response
                     .with_header(names::CONTENT_TYPE, "application/sdp")
                     .with_body(Bytes::from(sdp));
-                Ok(Committed::Reply(response, false))
+                Ok(Committed::Reply(response))
             }
             (Intent::Announce { path }, Outcome::Announced { id, controls }) => {
                 let url = url.ok_or(RequestError::NoUrl)?;
@@ -354,7 +352,7 @@ impl Connection {
                 let session = Session::new(id, path, role, tracks, self.timeouts(), now);
                 let response = ok(request, Some(&session));
                 self.sessions.push(session);
-                Ok(Committed::Reply(response, false))
+                Ok(Committed::Reply(response))
             }
             (
                 intent @ (Intent::SetupRead { .. } | Intent::SetupRecord { .. }),
@@ -427,7 +425,7 @@ impl Connection {
                 let session = &*session;
                 let response =
                     ok(request, Some(session)).with_header(names::TRANSPORT, answer.to_string());
-                Ok(Committed::Reply(response, false))
+                Ok(Committed::Reply(response))
             }
             (Intent::Play { session: id }, Outcome::Playing { first }) => {
                 let session = self
@@ -453,7 +451,7 @@ impl Connection {
                 let response = ok(request, Some(session))
                     .with_header(names::RANGE, RANGE_LIVE)
                     .with_header(names::RTP_INFO, format_rtp_info(&rtp_info));
-                Ok(Committed::Reply(response, false))
+                Ok(Committed::Reply(response))
             }
             (Intent::Pause { session: id }, Outcome::Done) => {
                 self.transition(request, &id, State::Ready, now)
@@ -466,7 +464,7 @@ impl Connection {
                     .remove(&id)
                     .ok_or(RequestError::UnknownSession { id: id.to_string() })?;
                 let response = ok(request, Some(&session));
-                Ok(Committed::Reply(response, self.sessions.is_empty()))
+                Ok(Committed::Reply(response))
             }
             (Intent::Probe { .. }, Outcome::Done) => Err(state("PLAY", "PLAY needs a SETUP first")),
             (Intent::Foreign { session: id, .. }, Outcome::Adopt(session)) => {
@@ -487,7 +485,7 @@ impl Connection {
                 };
                 let response = respond_to(request, StatusCode::Ok)
                     .with_header(names::SESSION, header.to_string());
-                Ok(Committed::Reply(response, false))
+                Ok(Committed::Reply(response))
             }
             (Intent::Foreign { session: id, .. }, Outcome::UnknownSession) => {
                 Err(RequestError::UnknownSession { id: id.to_string() })
@@ -507,7 +505,7 @@ impl Connection {
             .session_mut(id)
             .ok_or(RequestError::UnknownSession { id: id.to_string() })?;
         session.set_state(to, now);
-        Ok(Committed::Reply(ok(request, Some(session)), false))
+        Ok(Committed::Reply(ok(request, Some(session))))
     }
 
     fn timeouts(&self) -> (std::time::Duration, std::time::Duration) {
