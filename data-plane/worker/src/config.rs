@@ -16,6 +16,7 @@
 //! | `logFormat`           | `STREAMPLANE_LOG_FORMAT`                  | `text`         |
 //! | `reconnectBackoffMax` | `STREAMPLANE_RECONNECT_BACKOFF_MAX`       | `5s`           |
 //! | `rtspAuthMethods`     | `STREAMPLANE_RTSP_AUTH_METHODS`, `MTX_RTSPAUTHMETHODS` (a,b) | `[basic]` |
+//! | `readTimeout`         | `STREAMPLANE_READ_TIMEOUT`, `MTX_READTIMEOUT` | `10s`        |
 //!
 //! `rtspAuthMethods` (`basic`, `digest` or both; MediaMTX's old name `authMethods` works too)
 //! is what RTSP clients are offered in both modes. In managed mode the control plane's HA1
@@ -53,6 +54,8 @@ pub const DEFAULT_RTCP_ADDRESS: SocketAddr =
 pub const DEFAULT_RECONNECT_BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// The first reconnection delay; `reconnectBackoffMax` may not be shorter.
 pub const RECONNECT_BACKOFF_MIN: Duration = Duration::from_millis(100);
+/// MediaMTX's `readTimeout` default: a UDP publisher silent this long is closed.
+pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A validated worker configuration. `Debug` is safe to log: the token prints as `***`.
 #[derive(Debug, Clone)]
@@ -77,6 +80,8 @@ pub struct Config {
     pub reconnect_backoff_max: Duration,
     /// RTSP authentication schemes offered to clients, in both modes.
     pub rtsp_auth: RtspAuthMethods,
+    /// A UDP publisher that sends no packet for this long is closed (MediaMTX `readTimeout`).
+    pub read_timeout: Duration,
     /// What standalone mode serves: `paths` and `authInternalUsers` (see `standalone`), or the
     /// built-in defaults. Unused with a control plane.
     pub standalone: DesiredState,
@@ -413,6 +418,14 @@ fn read(loader: &Loader, hostname: Option<String>, rust_log: Option<String>) -> 
         ok = false;
     }
 
+    let read_timeout = root
+        .get_with_env("readTimeout", &["MTX_READTIMEOUT"])
+        .unwrap_or(DEFAULT_READ_TIMEOUT);
+    if read_timeout.is_zero() {
+        root.problem("readTimeout", "must be more than 0s");
+        ok = false;
+    }
+
     let log_filter = match rust_log {
         Some(filter) => match EnvFilter::try_new(&filter) {
             Ok(_) => filter,
@@ -442,6 +455,7 @@ fn read(loader: &Loader, hostname: Option<String>, rust_log: Option<String>) -> 
         log_format,
         reconnect_backoff_max,
         rtsp_auth,
+        read_timeout,
         standalone,
     })
     .filter(|_| ok)
@@ -619,6 +633,31 @@ reconnectBackoffMax: 30s
     fn rust_log_replaces_log_level() {
         let loaded = from_yaml("logLevel: warn\n", &[("RUST_LOG", "streamplane=trace")]).unwrap();
         assert_eq!(loaded.config.log_filter, "streamplane=trace");
+    }
+
+    #[test]
+    fn read_timeout_is_a_positive_duration() {
+        let c = from_yaml("", &[]).unwrap().config;
+        assert_eq!(c.read_timeout, Duration::from_secs(10));
+        let c = from_yaml("readTimeout: 2s\n", &[]).unwrap().config;
+        assert_eq!(c.read_timeout, Duration::from_secs(2));
+        let c = from_yaml(
+            "readTimeout: 2s\n",
+            &[("STREAMPLANE_READ_TIMEOUT", "500ms")],
+        )
+        .unwrap()
+        .config;
+        assert_eq!(c.read_timeout, Duration::from_millis(500));
+        let c = from_yaml("", &[("MTX_READTIMEOUT", "3s")]).unwrap().config;
+        assert_eq!(c.read_timeout, Duration::from_secs(3));
+        let text = from_yaml("readTimeout: 0s\n", &[])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            text.contains("worker.yml:1:14: readTimeout: must be more than 0s"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -179,7 +179,10 @@ impl Worker {
         };
         let rtsp_task = async {
             if let Some((listener, registry)) = self.rtsp {
-                rtsp::serve(listener, self.rtp_udp, registry, cancel.clone()).await;
+                let settings = rtsp::Settings {
+                    read_timeout: self.config.read_timeout,
+                };
+                rtsp::serve(listener, self.rtp_udp, registry, settings, cancel.clone()).await;
             }
         };
         let ((), result, ()) = tokio::join!(agent_task, http_task, rtsp_task);

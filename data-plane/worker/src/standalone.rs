@@ -341,7 +341,6 @@ pub(crate) fn read_mediamtx_keys(root: &Section<'_>) {
         let _: Option<std::net::SocketAddr> = root.get(key);
     }
     // Accepted for compatibility; no effect yet.
-    let _: Option<Duration> = root.get("readTimeout");
     let _: Option<Duration> = root.get("writeTimeout");
     let _: Option<u32> = root.get("writeQueueSize");
     let _: Option<u32> = root.get("udpMaxPayloadSize");

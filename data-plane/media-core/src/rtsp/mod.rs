@@ -5,6 +5,7 @@
 pub mod codec;
 pub mod headers;
 pub mod message;
+pub mod server;
 pub mod url;
 
 pub use codec::{

@@ -6,62 +6,56 @@ use std::io::IoSlice;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::task::Poll;
 
 use bytes::{Bytes, BytesMut};
 use streamplane_media_core::rtcp::RtcpPacket;
 use streamplane_media_core::rtp::RtpPacket;
+use streamplane_media_core::rtsp::server::{self, SessionId, Step};
 use streamplane_media_core::rtsp::{
-    Decoder, Item, Limits, Response, StatusCode, encode_response, interleaved_header, names,
+    Decoder, Item, Limits, Request, Response, StatusCode, encode_response, interleaved_header,
+    names,
 };
 use streamplane_media_core::{Action, PathName};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::mpsc;
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::Shared;
 use super::auth::Granted;
-use super::udp;
+use super::udp::{self, LastSeen};
 use crate::media::{Outgoing, SessionInfo, Stream};
 
-/// A connection without a streaming session is closed after this long without a request.
-pub(super) const SESSION_TIMEOUT: Duration = Duration::from_secs(60);
 /// Packets written per batch (two iovecs each, well under IOV_MAX).
 const BATCH: usize = 64;
 
-/// The session on this connection (one per connection for now).
-pub(super) struct Session {
-    pub id: String,
+/// The machine's clock: the runtime's (so paused test time applies), as a std `Instant`.
+pub(super) fn now() -> std::time::Instant {
+    tokio::time::Instant::now().into_std()
+}
+
+/// The driver's side of one session: what the protocol machine (media-core) does not know.
+pub(super) struct Driven {
+    pub id: SessionId,
     pub path: PathName,
     pub info: Arc<SessionInfo>,
     pub stream: Arc<Stream>,
-    pub role: Role,
-    /// Per track: its RTP channel (RTCP is the next one), once set up over TCP.
-    pub channels: Vec<Option<u8>>,
-    /// Per track: the client's RTP and RTCP ports, once set up over UDP.
-    pub udp_ports: Vec<Option<(u16, u16)>>,
-    /// The UDP demultiplexer's entries for this session, removed when it ends.
+    pub publisher: bool,
+    /// The UDP demultiplexer's entries for this session, removed when it ends (a UDP
+    /// reader's move to its sending task at the first PLAY).
     pub udp_routes: Vec<udp::RouteGuard>,
     /// A UDP reader's state, created at its first SETUP.
     pub udp_reader: Option<Arc<udp::UdpReader>>,
+    /// A UDP publisher's latest packet, for the read timeout.
+    pub seen: Option<Arc<LastSeen>>,
     /// A TCP reader's losses, from the receiver reports on its tracks' RTCP channels.
     pub losses: udp::ReaderLosses,
 }
 
-impl Session {
-    pub fn is_set_up(&self, track: usize) -> bool {
-        matches!(self.channels.get(track), Some(Some(_)))
-            || matches!(self.udp_ports.get(track), Some(Some(_)))
-    }
-
-    pub fn uses_udp(&self) -> bool {
-        self.udp_ports.iter().any(Option::is_some)
-    }
-
+impl Driven {
     /// RTCP from a TCP reader on `track`'s RTCP channel: its receiver reports' losses.
     fn reader_rtcp(&self, track: usize, payload: &Bytes) {
         match RtcpPacket::parse_compound(payload) {
@@ -69,57 +63,71 @@ impl Session {
             Err(e) => debug!(track, error = %e, "invalid rtcp from a reader"),
         }
     }
-}
 
-pub(super) enum Role {
-    /// After ANNOUNCE: `target` is the announced URL target, for matching SETUP controls.
-    Publish {
-        target: streamplane_media_core::rtsp::Target,
-        recording: bool,
-    },
-    Read {
-        playing: bool,
-    },
-}
-
-/// What handling a request asks the connection to do next.
-pub(super) enum Next {
-    Continue,
-    /// Send the response, then close (TEARDOWN, fatal errors).
-    Close,
+    /// Tokens whose cancellation ends this session, with the reason.
+    fn watch(&self) -> impl Iterator<Item = (CancellationToken, &'static str)> {
+        let stop = self
+            .udp_reader
+            .as_ref()
+            .map(|r| (r.stop.clone(), "torn down"));
+        [
+            (self.info.kicked.clone(), "kicked"),
+            (self.stream.closed().clone(), "stream ended"),
+        ]
+        .into_iter()
+        .chain(stop)
+    }
 }
 
 pub(crate) struct Connection {
     pub(super) shared: Arc<Shared>,
     pub(super) peer: SocketAddr,
-    pub(super) session: Option<Session>,
+    /// The protocol state of this connection's sessions.
+    pub(super) machine: server::Connection,
+    /// The driver's side of each of the machine's sessions.
+    pub(super) sessions: Vec<Driven>,
     /// Access already granted on this connection, so a request sequence is checked once.
     pub(super) granted: Vec<(PathName, Action, Granted)>,
     /// Whether the connection's span carries the path yet.
     pub(super) path_in_span: bool,
     socket: Option<TcpStream>,
-    /// For a playing reader: its queue and, per track, the channel pair packets go out on.
-    pub(super) queue: Option<mpsc::Receiver<Outgoing>>,
-    /// For a recording publisher: channel → (track, is RTCP); for a TCP reader, its RTCP
-    /// channels.
-    pub(super) inbound: Vec<Option<(usize, bool)>>,
+    /// Playing TCP readers' queues.
+    pub(super) queues: Vec<(SessionId, mpsc::Receiver<Outgoing>)>,
+    /// Which queue [`recv_batch`] polls first, so one busy reader cannot starve another.
+    next_queue: usize,
     /// Invalid RTP packets received, for the log at the end.
     invalid_rtp: u64,
 }
 
 impl Connection {
     pub(crate) fn new(shared: Arc<Shared>, socket: TcpStream, peer: SocketAddr) -> Self {
+        let machine = server::Connection::new(shared.machine, now());
         Connection {
             shared,
             peer,
-            session: None,
+            machine,
+            sessions: Vec::new(),
             granted: Vec::new(),
             path_in_span: false,
             socket: Some(socket),
-            queue: None,
-            inbound: Vec::new(),
+            queues: Vec::new(),
+            next_queue: 0,
             invalid_rtp: 0,
         }
+    }
+
+    pub(super) fn driven(&self, id: &SessionId) -> Option<&Driven> {
+        self.sessions.iter().find(|d| &d.id == id)
+    }
+
+    pub(super) fn driven_mut(&mut self, id: &SessionId) -> Option<&mut Driven> {
+        self.sessions.iter_mut().find(|d| &d.id == id)
+    }
+
+    fn take_driven(&mut self, id: &SessionId) -> Option<Driven> {
+        let index = self.sessions.iter().position(|d| &d.id == id)?;
+        self.queues.retain(|(q, _)| q != id);
+        Some(self.sessions.swap_remove(index))
     }
 
     pub(crate) async fn run(mut self, cancel: CancellationToken) {
@@ -129,32 +137,49 @@ impl Connection {
         let (mut reader, mut writer) = socket.into_split();
         debug!("connection opened");
         let reason = self.serve(&mut reader, &mut writer, cancel).await;
-        if let Some(session) = self.session.take() {
-            if let Some(reader) = &session.udp_reader {
-                // A playing UDP reader goes on without its connection (see `udp`).
-                reader.detach();
-            }
-            if let (Some(reader), Role::Read { playing: true }) =
-                (&session.udp_reader, &session.role)
-                && !reader.stop.is_cancelled()
-            {
-                info!(
-                    reason,
-                    "reader's connection closed; its udp session goes on"
-                );
-            } else if let Role::Publish { .. } = session.role {
-                self.shared.registry.release(&session.path, &session.stream);
-                info!(reason, "publisher left");
-            } else {
-                info!(reason, "reader left");
-            }
-        } else {
+        let sessions = self.machine.close();
+        if sessions.is_empty() {
             debug!(reason, "connection closed");
+        }
+        for session in sessions {
+            let Some(driven) = self.take_driven(session.id()) else {
+                continue;
+            };
+            let alive = driven
+                .udp_reader
+                .as_ref()
+                .is_some_and(|r| !r.stop.is_cancelled());
+            match &self.shared.udp {
+                // A UDP reader goes on without its connection (see `udp`).
+                Some(udp) if session.outlives_connection() && alive => {
+                    info!(
+                        reason,
+                        session = %session.id(),
+                        "reader's connection closed; its udp session goes on"
+                    );
+                    udp.park(session, driven);
+                }
+                _ => self.end(driven, reason),
+            }
         }
         if self.invalid_rtp > 0 {
             warn!(count = self.invalid_rtp, "dropped invalid rtp packets");
         }
         let _ = writer.shutdown().await;
+    }
+
+    /// Ends a session's effects: a publisher releases its path, a reader leaves its stream.
+    pub(super) fn end(&self, driven: Driven, reason: &'static str) {
+        if driven.publisher {
+            self.shared.registry.release(&driven.path, &driven.stream);
+            info!(reason, session = %driven.id, "publisher left");
+        } else {
+            driven.stream.unsubscribe(&driven.info);
+            if let Some(reader) = &driven.udp_reader {
+                reader.stop.cancel();
+            }
+            info!(reason, session = %driven.id, "reader left");
+        }
     }
 
     /// Runs until the connection should close; returns why, for the log.
@@ -168,19 +193,19 @@ impl Connection {
         let mut buf = BytesMut::with_capacity(16 * 1024);
         let mut out = BytesMut::new();
         let mut batch: Vec<Outgoing> = Vec::with_capacity(BATCH);
-        let mut deadline = Instant::now() + SESSION_TIMEOUT;
         loop {
             loop {
                 match decoder.decode(&mut buf) {
                     Ok(None) => break,
                     Ok(Some(Item::Request(request))) => {
-                        deadline = Instant::now() + SESSION_TIMEOUT;
-                        let (response, next) = self.handle(&request).await;
-                        if write_response(writer, &response, &mut out).await.is_err() {
+                        let reply = self.handle(request).await;
+                        // TEARDOWN ends a session, not the connection: the client closes it,
+                        // and a request that crossed TEARDOWN on the wire still gets an answer.
+                        if write_response(writer, &reply.response, &mut out)
+                            .await
+                            .is_err()
+                        {
                             return "write failed";
-                        }
-                        if let Next::Close = next {
-                            return "closed by request";
                         }
                     }
                     Ok(Some(Item::Response(_))) => {
@@ -197,77 +222,125 @@ impl Connection {
                     }
                 }
             }
-            let streaming = self.is_streaming();
-            let closed = self.session.as_ref().map(|s| s.stream.closed().clone());
-            let kicked = self.session.as_ref().map(|s| s.info.kicked.clone());
+            let watched: Vec<(SessionId, CancellationToken, &'static str)> = self
+                .sessions
+                .iter()
+                .flat_map(|d| d.watch().map(|(t, why)| (d.id.clone(), t, why)))
+                .collect();
+            let ended = async {
+                if watched.is_empty() {
+                    return std::future::pending().await;
+                }
+                let waits = watched.iter().map(|(_, t, _)| Box::pin(t.cancelled()));
+                let ((), index, _) = futures::future::select_all(waits).await;
+                index
+            };
+            let deadline = self.machine.poll_timeout();
+            let timer = async {
+                match deadline {
+                    Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 () = cancel.cancelled() => return "shutting down",
-                () = async { match &kicked { Some(k) => k.cancelled().await, None => std::future::pending().await } } => {
-                    return "kicked";
-                }
-                () = async { match &closed { Some(c) => c.cancelled().await, None => std::future::pending().await } } => {
-                    return "stream ended";
+                index = ended => {
+                    if let Some((id, _, why)) = watched.get(index)
+                        && self.session_ended(id, why)
+                    {
+                        return why;
+                    }
                 }
                 read = reader.read_buf(&mut buf) => match read {
                     Ok(0) => return "closed by peer",
-                    Ok(_) => {
-                        if streaming {
-                            deadline = Instant::now() + SESSION_TIMEOUT;
-                        }
-                    }
+                    Ok(_) => {}
                     Err(_) => return "read failed",
                 },
-                n = recv_batch(&mut self.queue, &mut batch) => {
+                received = recv_batch(&mut self.queues, &mut self.next_queue, &mut batch) => {
+                    let (which, n) = received;
                     if n == 0 {
-                        return "stream ended";
+                        let id = self.queues.get(which).map(|(id, _)| id.clone());
+                        if let Some(id) = id
+                            && self.session_ended(&id, "stream ended")
+                        {
+                            return "stream ended";
+                        }
+                        continue;
                     }
-                    if self.write_batch(writer, &mut batch).await.is_err() {
+                    if self.write_batch(writer, which, &mut batch).await.is_err() {
                         return "write failed";
                     }
                 }
-                () = tokio::time::sleep_until(deadline), if !streaming => {
-                    return "session timed out";
+                () = timer => {
+                    if let Some(reason) = self.timeouts() {
+                        return reason;
+                    }
                 }
             }
         }
     }
 
-    fn is_streaming(&self) -> bool {
-        matches!(
-            self.session.as_ref().map(|s| &s.role),
-            Some(Role::Publish {
-                recording: true,
-                ..
-            }) | Some(Role::Read { playing: true })
-        )
+    /// A session ended on the driver's side (kicked, stream ended, torn down elsewhere);
+    /// whether the connection should close (it has no session left).
+    fn session_ended(&mut self, id: &SessionId, why: &'static str) -> bool {
+        self.machine.remove(id);
+        if let Some(driven) = self.take_driven(id) {
+            self.end(driven, why);
+        }
+        self.sessions.is_empty()
+    }
+
+    /// Feeds what the sockets saw to the machine, then ends the sessions that expired;
+    /// `Some(reason)` when the connection should close.
+    fn timeouts(&mut self) -> Option<&'static str> {
+        for driven in &self.sessions {
+            let seen = driven
+                .seen
+                .as_ref()
+                .map(|s| s.get())
+                .or_else(|| driven.udp_reader.as_ref().map(|r| r.seen.get()));
+            if let Some(at) = seen {
+                self.machine.media(&driven.id, at);
+            }
+        }
+        let timeouts = self.machine.handle_timeout(now());
+        let mut reason = "session timed out";
+        for (session, expiry) in timeouts.expired {
+            reason = expiry.as_str();
+            if let Some(driven) = self.take_driven(session.id()) {
+                self.end(driven, reason);
+            }
+        }
+        timeouts.close.then_some(reason)
     }
 
     /// A `$` frame from the client: a publisher's RTP/RTCP, or a reader's receiver reports.
     fn interleaved(&mut self, channel: u8, payload: Bytes) {
-        let Some(session) = &self.session else {
+        let Some(route) = self.machine.inbound(channel) else {
             return;
         };
-        let Some(&Some((track, rtcp))) = self.inbound.get(usize::from(channel)) else {
+        let (id, track, rtcp) = (route.session.clone(), route.track, route.rtcp);
+        let Some(driven) = self.driven(&id) else {
             return;
         };
-        let counters = &session.info.counters;
+        let counters = &driven.info.counters;
         counters
             .bytes_received
             .fetch_add(payload.len() as u64, Ordering::Relaxed);
-        if let Role::Read { .. } = session.role {
+        if !driven.publisher {
             if rtcp {
-                session.reader_rtcp(track, &payload);
+                driven.reader_rtcp(track, &payload);
             }
             return;
         }
         if rtcp {
-            session.stream.publish_rtcp(track, payload);
+            driven.stream.publish_rtcp(track, payload);
             return;
         }
         match RtpPacket::parse(payload) {
             Ok(packet) => {
                 counters.packets_received.fetch_add(1, Ordering::Relaxed);
-                session.stream.publish(track, &packet);
+                driven.stream.publish(track, &packet);
             }
             Err(e) => {
                 if let Some(udp) = &self.shared.udp {
@@ -281,14 +354,48 @@ impl Connection {
         }
     }
 
+    /// Answers one request: the machine decides, the driver performs what it asks for.
+    async fn handle(&mut self, request: Request) -> server::Reply {
+        let method = request.method.clone();
+        let mut step = self.machine.handle(now(), request);
+        let reply = loop {
+            match step {
+                Step::Reply(reply) => break reply,
+                Step::Intent(pending) => {
+                    let outcome = self.perform(&pending).await;
+                    step = self.machine.complete(now(), pending, outcome);
+                }
+            }
+        };
+        if let Some(reason) = &reply.refused {
+            let status = reply.response.status;
+            if status == StatusCode::Unauthorized {
+                debug!(method = <&str>::from(&method), "credentials requested");
+            } else {
+                info!(
+                    method = <&str>::from(&method),
+                    status = u16::from(status),
+                    reason = %reason,
+                    "request refused"
+                );
+            }
+        }
+        reply
+    }
+
     /// Writes queued packets as `$` frames with one vectored write per batch (partial writes
     /// continue where they stopped); payloads are the shared buffers, never copied.
     async fn write_batch(
         &mut self,
         writer: &mut OwnedWriteHalf,
+        which: usize,
         batch: &mut Vec<Outgoing>,
     ) -> std::io::Result<()> {
-        let Some(session) = &self.session else {
+        let id = self.queues.get(which).map(|(id, _)| id);
+        let (Some(machine), Some(session)) = (
+            id.and_then(|id| self.machine.session(id)),
+            id.and_then(|id| self.driven(id)),
+        ) else {
             batch.clear();
             return Ok(());
         };
@@ -296,10 +403,10 @@ impl Connection {
         let mut payloads: Vec<&Bytes> = Vec::with_capacity(batch.len());
         let mut packets = 0u64;
         for item in batch.iter() {
-            let Some(Some(rtp)) = session.channels.get(item.track) else {
+            let Some(rtp) = machine.channel(item.track) else {
                 continue;
             };
-            let channel = if item.rtcp { rtp.wrapping_add(1) } else { *rtp };
+            let channel = if item.rtcp { rtp.wrapping_add(1) } else { rtp };
             let Ok(header) = interleaved_header(channel, item.data.len()) else {
                 continue;
             };
@@ -333,16 +440,29 @@ impl Connection {
     }
 }
 
-/// Waits for queued packets and takes up to [`BATCH`]; 0 when the queue closed. Pending
-/// forever without a queue, so it can sit in a `select!` for every connection.
+/// Waits for queued packets of any playing reader and takes up to [`BATCH`] of one: which
+/// queue, and how many (0 when that queue closed). Pending forever without queues, so it can
+/// sit in a `select!` for every connection.
 async fn recv_batch(
-    queue: &mut Option<mpsc::Receiver<Outgoing>>,
+    queues: &mut [(SessionId, mpsc::Receiver<Outgoing>)],
+    next: &mut usize,
     batch: &mut Vec<Outgoing>,
-) -> usize {
-    match queue {
-        Some(rx) => rx.recv_many(batch, BATCH).await,
-        None => std::future::pending().await,
-    }
+) -> (usize, usize) {
+    std::future::poll_fn(|cx| {
+        let count = queues.len();
+        for offset in 0..count {
+            let which = (*next + offset) % count;
+            let Some((_, rx)) = queues.get_mut(which) else {
+                continue;
+            };
+            if let Poll::Ready(n) = rx.poll_recv_many(cx, batch, BATCH) {
+                *next = which + 1;
+                return Poll::Ready((which, n));
+            }
+        }
+        Poll::Pending
+    })
+    .await
 }
 
 async fn write_response(
@@ -378,21 +498,20 @@ mod tests {
 m=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\na=control:trackID=0\r\n\
 m=audio 0 RTP/AVP 0\r\na=control:trackID=1\r\n";
 
-    fn reader_session() -> Session {
+    fn reader_session() -> Driven {
         let tracks = SessionDescription::parse(SDP).unwrap().tracks;
         let peer: SocketAddr = "127.0.0.1:1".parse().unwrap();
         let publisher = SessionInfo::new("p".into(), SessionRole::Publisher, peer, None);
         let count = tracks.len();
-        Session {
-            id: "r".into(),
+        Driven {
+            id: SessionId::new("r"),
             path: "live".parse().unwrap(),
             info: SessionInfo::new("r".into(), SessionRole::Reader, peer, None),
             stream: Arc::new(Stream::new(tracks, publisher)),
-            role: Role::Read { playing: true },
-            channels: vec![Some(0), Some(2)],
-            udp_ports: vec![None; count],
+            publisher: false,
             udp_routes: Vec::new(),
             udp_reader: None,
+            seen: None,
             losses: udp::ReaderLosses::new(count),
         }
     }

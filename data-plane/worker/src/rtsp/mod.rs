@@ -1,8 +1,10 @@
 //! The RTSP server: RTSP 1.0 over TCP with RTP interleaved in the connection or over UDP
 //! unicast ([`udp`]), for publishers (ANNOUNCE/SETUP/RECORD) and readers (DESCRIBE/SETUP/PLAY).
 //!
-//! Framing, headers, URLs and SDP come from media-core; this module moves bytes between
-//! sockets and those parsers and keeps the per-connection session state ([`conn`]).
+//! Framing, headers, URLs, SDP and the session state machines come from media-core
+//! (`rtsp::server`); this module is their driver: it moves bytes between sockets and the
+//! machine ([`conn`]) and performs the effects it asks for ([`session`]: authorization, the
+//! path registry, readers' queues, UDP routes).
 //!
 //! Architecture invariant: one tokio task per connection; nothing a client sends can panic or
 //! stall another connection: publishers never wait for readers (see [`crate::media::stream`]).
@@ -19,6 +21,9 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use std::time::Duration;
+
+use streamplane_media_core::rtsp::server;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -78,6 +83,15 @@ pub(crate) struct Shared {
     pub udp: Option<Arc<udp::Udp>>,
     /// Server shutdown, for tasks that outlive their connection (UDP readers).
     pub shutdown: CancellationToken,
+    /// Timeouts and transports for every connection's session machine.
+    pub machine: server::Config,
+}
+
+/// RTSP server settings from the worker's configuration.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Settings {
+    /// A UDP publisher sending nothing for this long is closed (`readTimeout`).
+    pub read_timeout: Duration,
 }
 
 /// RTP over UDP: the bound sockets and the counter of invalid RTP packets received on them.
@@ -91,6 +105,7 @@ pub(crate) async fn serve(
     listener: TcpListener,
     udp: Option<UdpConfig>,
     registry: Registry,
+    settings: Settings,
     cancel: CancellationToken,
 ) {
     let udp = match udp.map(|u| udp::Udp::new(u.sockets, u.invalid_rtp)) {
@@ -106,6 +121,11 @@ pub(crate) async fn serve(
     let shared = Arc::new(Shared {
         registry,
         auth: auth::Authenticator::new(),
+        machine: server::Config {
+            read_timeout: settings.read_timeout,
+            udp: udp.is_some(),
+            ..server::Config::default()
+        },
         udp,
         shutdown: cancel.clone(),
     });

@@ -7,10 +7,12 @@
 //! `server_port` we answered) to the RTSP peer's IP at its client ports: never to a
 //! `destination` parameter, which would make the server a reflector.
 //!
-//! UDP has no connection. A publisher's session lives as long as its RTSP connection. A
-//! reader's session outlives its connection (some clients close it after PLAY): RTCP receiver
-//! reports and RTSP keep-alives on any connection keep it; after [`SESSION_TIMEOUT`] without
-//! either it ends, and TEARDOWN ends it at once.
+//! UDP has no connection. A publisher's session lives as long as its RTSP connection, and
+//! ends when it sends nothing for the read timeout. A reader's session outlives its
+//! connection (some clients close it after PLAY): the connection parks its protocol state
+//! here ([`Udp::park`]) and a request naming it on another connection takes it back. RTCP
+//! receiver reports and RTSP keep-alives on any connection keep it; after the session timeout
+//! without either it ends, and TEARDOWN ends it at once. PAUSE keeps its ports and task.
 //!
 //! Architecture invariant: the receive loops and the publisher never wait for a reader: sends
 //! happen in each reader's own task without waiting (`sendmmsg` per batch, see [`super::udp_send`]),
@@ -19,7 +21,7 @@
 use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -27,21 +29,22 @@ use bytes::Bytes;
 use prometheus_client::metrics::counter::Counter;
 use streamplane_media_core::rtcp::RtcpPacket;
 use streamplane_media_core::rtp::RtpPacket;
+use streamplane_media_core::rtsp::server::{Session, SessionId};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
-use tokio::time::{Instant, MissedTickBehavior};
+use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument as _, debug, info};
 
 use super::RtspBindError;
-use super::conn::SESSION_TIMEOUT;
+use super::conn::{Driven, now};
 use crate::media::{Outgoing, SessionInfo, Stream};
 
 /// Largest datagram we accept (the UDP maximum; RTP over Ethernet is ~1500).
 const MAX_DATAGRAM: usize = 65_536;
 /// Packets sent per wake-up of a reader's task.
 const BATCH: usize = 64;
-/// How often a detached reader checks whether it has timed out.
+/// How often a parked reader checks whether it has timed out.
 const LIVENESS_CHECK: Duration = Duration::from_secs(1);
 
 /// The bound server RTP and RTCP sockets, before the server runs.
@@ -79,6 +82,7 @@ pub(super) enum Route {
     Publish {
         stream: Arc<Stream>,
         track: usize,
+        seen: Arc<LastSeen>,
     },
     Read {
         reader: Arc<UdpReader>,
@@ -101,6 +105,8 @@ pub(crate) struct Udp {
     routes: Mutex<Routes>,
     /// Playing UDP readers by session id, for keep-alives and TEARDOWN on other connections.
     readers: Mutex<HashMap<String, Arc<UdpReader>>>,
+    /// Readers' sessions whose connection closed, until another connection takes them.
+    parked: Mutex<HashMap<SessionId, (Session, Driven)>>,
     /// Publishers' RTP packets dropped as invalid (`streamplane_rtp_invalid_packets_total`).
     invalid_rtp: Counter,
 }
@@ -129,6 +135,7 @@ impl Udp {
             ports,
             routes: Mutex::default(),
             readers: Mutex::default(),
+            parked: Mutex::default(),
             invalid_rtp,
         })
     }
@@ -165,6 +172,27 @@ impl Udp {
     /// A playing UDP reader's session, for requests on a connection other than its own.
     pub(super) fn reader(&self, id: &str) -> Option<Arc<UdpReader>> {
         lock(&self.readers).get(id).cloned()
+    }
+
+    /// Keeps a reader's session whose connection closed; its task goes on sending.
+    pub(super) fn park(&self, session: Session, driven: Driven) {
+        lock(&self.parked).insert(session.id().clone(), (session, driven));
+    }
+
+    /// A parked session, for the connection whose request names it.
+    pub(super) fn unpark(&self, id: &SessionId) -> Option<(Session, Driven)> {
+        lock(&self.parked).remove(id)
+    }
+
+    /// Whether `reader`'s session, if parked, has expired at `now` (its signs of life
+    /// counted first).
+    fn parked_expired(&self, reader: &UdpReader, now: std::time::Instant) -> bool {
+        let mut parked = lock(&self.parked);
+        let Some((session, _)) = parked.get_mut(&SessionId::new(reader.id.clone())) else {
+            return false;
+        };
+        session.media(reader.seen.get());
+        session.expired(now).is_some()
     }
 
     /// Receives on both sockets until `cancel`.
@@ -213,7 +241,12 @@ impl Udp {
 
     fn on_rtp(&self, route: Route, from: SocketAddr, data: Bytes) {
         match route {
-            Route::Publish { stream, track } => {
+            Route::Publish {
+                stream,
+                track,
+                seen,
+            } => {
+                seen.touch();
                 let counters = &stream.publisher().counters;
                 counters
                     .bytes_received
@@ -230,13 +263,18 @@ impl Udp {
                 }
             }
             // Players send a few packets from their RTP port to open NAT bindings.
-            Route::Read { reader, .. } => reader.touch(),
+            Route::Read { reader, .. } => reader.seen.touch(),
         }
     }
 
     fn on_rtcp(&self, route: Route, from: SocketAddr, data: Bytes) {
         match route {
-            Route::Publish { stream, track } => {
+            Route::Publish {
+                stream,
+                track,
+                seen,
+            } => {
+                seen.touch();
                 stream
                     .publisher()
                     .counters
@@ -245,7 +283,7 @@ impl Udp {
                 stream.publish_rtcp(track, data);
             }
             Route::Read { reader, track } => {
-                reader.touch();
+                reader.seen.touch();
                 match RtcpPacket::parse_compound(&data) {
                     Ok(packets) => reader.on_rtcp(track, &packets),
                     Err(e) => debug!(%from, track, error = %e, "invalid rtcp from a reader"),
@@ -332,18 +370,41 @@ impl Dest {
     }
 }
 
-/// A UDP reader's session state, shared by its RTSP connection(s), its sending task and the
+/// The latest sign of life of a UDP session (a packet, a request), on the runtime's clock.
+pub(super) struct LastSeen(Mutex<std::time::Instant>);
+
+impl LastSeen {
+    pub(super) fn new() -> Arc<Self> {
+        Arc::new(LastSeen(Mutex::new(now())))
+    }
+
+    pub(super) fn touch(&self) {
+        *lock(&self.0) = now();
+    }
+
+    pub(super) fn get(&self) -> std::time::Instant {
+        *lock(&self.0)
+    }
+}
+
+/// What PLAY and PAUSE tell a reader's sending task: a new queue, or none.
+type Command = Option<mpsc::Receiver<Outgoing>>;
+
+/// A UDP reader's state, shared by its RTSP connection(s), its sending task and the
 /// receive loops.
 pub(super) struct UdpReader {
     pub id: String,
     pub info: Arc<SessionInfo>,
-    last_seen: Mutex<Instant>,
-    /// Whether the RTSP connection that set the session up is still open.
-    attached: AtomicBool,
+    /// RTCP, NAT openers and keep-alives from other connections.
+    pub seen: LastSeen,
+    /// Per track, where its packets go (the RTSP peer's IP at its client ports).
+    dests: Mutex<Vec<Option<Dest>>>,
     /// Losses from its receiver reports.
     lost: ReaderLosses,
-    /// Cancelled by TEARDOWN.
+    /// Cancelled by TEARDOWN or expiry; ends the sending task.
     pub stop: CancellationToken,
+    /// The sending task's commands, once started by the first PLAY.
+    commands: Mutex<Option<mpsc::UnboundedSender<Command>>>,
 }
 
 impl UdpReader {
@@ -351,27 +412,60 @@ impl UdpReader {
         Arc::new(UdpReader {
             id,
             info,
-            last_seen: Mutex::new(Instant::now()),
-            attached: AtomicBool::new(true),
+            seen: LastSeen(Mutex::new(now())),
+            dests: Mutex::new(vec![None; tracks]),
             lost: ReaderLosses::new(tracks),
             stop: CancellationToken::new(),
+            commands: Mutex::new(None),
         })
     }
 
-    /// A sign of life: RTCP, or a request naming the session.
-    pub(super) fn touch(&self) {
-        *lock(&self.last_seen) = Instant::now();
+    pub(super) fn set_dest(&self, track: usize, dest: Dest) {
+        if let Some(slot) = lock(&self.dests).get_mut(track) {
+            *slot = Some(dest);
+        }
     }
 
-    /// The RTSP connection closed; from now on only signs of life keep the session.
-    pub(super) fn detach(&self) {
-        self.touch();
-        self.attached.store(false, Ordering::Relaxed);
+    /// PLAY: starts the sending task with `rx`, or gives a paused task its new queue.
+    pub(super) fn play(
+        self: &Arc<Self>,
+        udp: &Arc<Udp>,
+        rx: mpsc::Receiver<Outgoing>,
+        closed: CancellationToken,
+        routes: Vec<RouteGuard>,
+        shutdown: CancellationToken,
+    ) {
+        let mut commands = lock(&self.commands);
+        let rx = match commands.as_ref() {
+            // A send fails only when the task has ended (then the session is ending too).
+            Some(tx) => match tx.send(Some(rx)) {
+                Ok(()) => return,
+                Err(mpsc::error::SendError(command)) => command,
+            },
+            None => Some(rx),
+        };
+        if self.stop.is_cancelled() {
+            return;
+        }
+        let (tx, command_rx) = mpsc::unbounded_channel();
+        let _ = tx.send(rx);
+        *commands = Some(tx);
+        drop(commands);
+        spawn_reader(
+            Arc::clone(udp),
+            Arc::clone(self),
+            command_rx,
+            closed,
+            routes,
+            shutdown,
+        );
     }
 
-    fn expired(&self, now: Instant) -> bool {
-        !self.attached.load(Ordering::Relaxed)
-            && now.saturating_duration_since(*lock(&self.last_seen)) >= SESSION_TIMEOUT
+    /// PAUSE: the task drops its queue and waits, keeping ports and session.
+    pub(super) fn pause(&self) {
+        if let Some(tx) = lock(&self.commands).as_ref() {
+            let _ = tx.send(None);
+        }
     }
 
     /// Losses from the reader's receiver reports, into its counters.
@@ -414,13 +508,13 @@ impl ReaderLosses {
     }
 }
 
-/// Starts sending a playing reader's queue over UDP, in its own task that outlives the RTSP
-/// connection (see the module docs). `routes` are kept until the session ends.
-pub(super) fn spawn_reader(
+/// Sends a reader's queue over UDP, in its own task that outlives the RTSP connection (see
+/// the module docs); PLAY and PAUSE swap its queue through `commands`. `routes` are kept
+/// until the session ends.
+fn spawn_reader(
     udp: Arc<Udp>,
     reader: Arc<UdpReader>,
-    dests: Vec<Option<Dest>>,
-    mut rx: mpsc::Receiver<Outgoing>,
+    mut commands: mpsc::UnboundedReceiver<Command>,
     closed: CancellationToken,
     routes: Vec<RouteGuard>,
     shutdown: CancellationToken,
@@ -428,32 +522,55 @@ pub(super) fn spawn_reader(
     lock(&udp.readers).insert(reader.id.clone(), Arc::clone(&reader));
     let task = async move {
         let _routes = routes;
+        let mut rx: Option<mpsc::Receiver<Outgoing>> = None;
         let mut batch = Vec::with_capacity(BATCH);
         let mut check = tokio::time::interval(LIVENESS_CHECK);
         check.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let reason = loop {
             tokio::select! {
+                // Commands first: PAUSE is sent before the queue closes, so a closed queue
+                // is never mistaken for the end of the stream.
+                biased;
                 () = shutdown.cancelled() => break "shutting down",
                 () = reader.stop.cancelled() => break "torn down",
                 () = reader.info.kicked.cancelled() => break "kicked",
                 () = closed.cancelled() => break "stream ended",
-                n = rx.recv_many(&mut batch, BATCH) => {
+                command = commands.recv() => match command {
+                    Some(queue) => rx = queue,
+                    None => break "session ended",
+                },
+                n = recv(&mut rx, &mut batch) => {
                     if n == 0 {
                         break "stream ended";
                     }
+                    let dests = lock(&reader.dests).clone();
                     udp.send_batch(&reader, &dests, &mut batch);
                 }
                 _ = check.tick() => {
-                    if reader.expired(Instant::now()) {
+                    if udp.parked_expired(&reader, now()) {
                         break "session timed out";
                     }
                 }
             }
         };
+        reader.stop.cancel();
         lock(&udp.readers).remove(&reader.id);
+        // Dropping the parked session here breaks its cycle back to this reader.
+        let parked = udp.unpark(&SessionId::new(reader.id.clone()));
+        if let Some((_, driven)) = parked {
+            driven.stream.unsubscribe(&driven.info);
+        }
         info!(session = %reader.id, reason, "udp reader left");
     };
     tokio::spawn(task.instrument(tracing::Span::current()));
+}
+
+/// The next packets of a playing reader; pending while paused.
+async fn recv(rx: &mut Option<mpsc::Receiver<Outgoing>>, batch: &mut Vec<Outgoing>) -> usize {
+    match rx {
+        Some(rx) => rx.recv_many(batch, BATCH).await,
+        None => std::future::pending().await,
+    }
 }
 
 #[cfg(test)]
@@ -474,27 +591,95 @@ mod tests {
         UdpReader::new("r".into(), info, 2)
     }
 
-    #[test]
-    fn a_detached_reader_lives_while_it_shows_signs_of_life() {
+    async fn test_udp() -> Arc<Udp> {
+        let sockets = bind_udp(
+            "127.0.0.1:0".parse().unwrap(),
+            "127.0.0.1:0".parse().unwrap(),
+        )
+        .await
+        .unwrap();
+        Arc::new(Udp::new(sockets, Counter::default()).unwrap())
+    }
+
+    /// A UDP reader's session, set up and played through the machine, as its connection
+    /// closes.
+    fn played_session(id: &str, t0: std::time::Instant) -> Session {
+        use streamplane_media_core::rtsp::server::{self, Outcome, Step};
+        use streamplane_media_core::rtsp::{Method, Request, Url, names};
+        let mut machine = server::Connection::new(server::Config::default(), t0);
+        let url = |u: &str| Some(Url::parse(u).unwrap());
+        let setup = Request::new(Method::Setup, url("rtsp://h/live/trackID=0"))
+            .with_header(names::CSEQ, "1")
+            .with_header(names::TRANSPORT, "RTP/AVP;unicast;client_port=5000-5001");
+        let Step::Intent(pending) = machine.handle(t0, setup) else {
+            panic!("SETUP needs the driver")
+        };
+        let outcome = Outcome::SetUp {
+            new_session: Some((SessionId::new(id), 2)),
+            server_port: Some((8000, 8001)),
+            ssrc: None,
+        };
+        assert!(matches!(
+            machine.complete(t0, pending, outcome),
+            Step::Reply(_)
+        ));
+        let play = Request::new(Method::Play, url("rtsp://h/live"))
+            .with_header(names::CSEQ, "2")
+            .with_header(names::SESSION, id);
+        let Step::Intent(pending) = machine.handle(t0, play) else {
+            panic!("PLAY needs the driver")
+        };
+        let outcome = Outcome::Playing { first: Vec::new() };
+        assert!(matches!(
+            machine.complete(t0, pending, outcome),
+            Step::Reply(_)
+        ));
+        machine.close().pop().unwrap()
+    }
+
+    fn driven(reader: &Arc<UdpReader>) -> Driven {
+        const SDP: &[u8] = b"v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=x\r\nt=0 0\r\n\
+m=audio 0 RTP/AVP 0\r\na=control:trackID=0\r\n";
+        let tracks = streamplane_media_core::sdp::SessionDescription::parse(SDP)
+            .unwrap()
+            .tracks;
+        let peer = "127.0.0.1:1".parse().unwrap();
+        let publisher = SessionInfo::new("p".into(), SessionRole::Publisher, peer, None);
+        Driven {
+            id: SessionId::new(reader.id.clone()),
+            path: "live".parse().unwrap(),
+            info: Arc::clone(&reader.info),
+            stream: Arc::new(Stream::new(tracks, publisher)),
+            publisher: false,
+            udp_routes: Vec::new(),
+            udp_reader: Some(Arc::clone(reader)),
+            seen: None,
+            losses: ReaderLosses::new(1),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_parked_reader_lives_while_it_shows_signs_of_life() {
+        let udp = test_udp().await;
         let r = reader();
-        let start = Instant::now();
+        let t0 = now();
+        let session = played_session("r", t0);
+        let timeout = session.timeout();
         assert!(
-            !r.expired(start + SESSION_TIMEOUT * 2),
-            "attached: the connection decides"
+            !udp.parked_expired(&r, t0 + timeout * 2),
+            "not parked: its connection decides"
         );
-        r.detach();
-        let detached = Instant::now();
-        assert!(!r.expired(detached + SESSION_TIMEOUT / 2));
-        assert!(r.expired(detached + SESSION_TIMEOUT * 2));
-        // 59 s without a sign of life, then a receiver report.
-        let silent_since = detached.checked_sub(SESSION_TIMEOUT - Duration::from_secs(1));
-        *lock(&r.last_seen) = silent_since.unwrap();
-        assert!(r.expired(detached + Duration::from_secs(2)));
-        r.touch();
-        assert!(
-            !r.expired(detached + Duration::from_secs(2)),
-            "the report pushed the deadline"
-        );
+        udp.park(session, driven(&r));
+        assert!(!udp.parked_expired(&r, t0 + timeout / 2));
+        assert!(udp.parked_expired(&r, t0 + timeout + Duration::from_secs(1)));
+        // A receiver report 59 s in pushes the deadline.
+        *lock(&r.seen.0) = t0 + timeout - Duration::from_secs(1);
+        assert!(!udp.parked_expired(&r, t0 + timeout + Duration::from_secs(1)));
+        assert!(udp.parked_expired(&r, t0 + timeout * 2));
+        // Another connection takes it back: no longer the task's to expire.
+        let (taken, _) = udp.unpark(&SessionId::new("r")).unwrap();
+        assert_eq!(taken.id().as_str(), "r");
+        assert!(!udp.parked_expired(&r, t0 + timeout * 3));
     }
 
     #[test]
@@ -526,13 +711,7 @@ mod tests {
 
     #[tokio::test]
     async fn routes_are_exclusive_and_removed_with_their_guard() {
-        let sockets = bind_udp(
-            "127.0.0.1:0".parse().unwrap(),
-            "127.0.0.1:0".parse().unwrap(),
-        )
-        .await
-        .unwrap();
-        let udp = Arc::new(Udp::new(sockets, Counter::default()).unwrap());
+        let udp = test_udp().await;
         let ip: IpAddr = "127.0.0.1".parse().unwrap();
         let route = || Route::Read {
             reader: reader(),
