@@ -6,6 +6,13 @@
 //! sender's segment enters the receive path (`netif_rx`), so it marks "bytes arrived at the reader's
 //! socket" independently of when the client gets to read them. Elsewhere, or when the option is
 //! refused, reads carry no timestamp and only the client-observed latency is reported.
+//!
+//! Approximation: one timestamp per read, of the newest segment it returned (a segment the kernel
+//! coalesces into one already queued also passes on its newer time). For a packet completed by a
+//! read it is thus an upper bound on the packet's arrival: exact when the packet's last bytes came
+//! in the newest segment, later by the gap to that segment otherwise; a server that writes an
+//! access unit's packets back to back keeps that gap small, and a read spans two access units
+//! (33 ms apart) only when the client is that far behind.
 
 use std::io;
 
