@@ -8,6 +8,12 @@
 //!   second, waits --settle seconds after the last one, then measures for --duration seconds and prints
 //!   one JSON object: throughput, sequence gaps, first packet / first keyframe delay (from PLAY sent),
 //!   latency (arrival - SEI send time) and, with --server-pid, the server's CPU and RSS over the window.
+//!   Latency has two arrivals: client observed (`latency_ms`: when the client decoded the packet, so
+//!   it includes the client's own scheduling, ~12 µs per reader and frame here) and socket arrival
+//!   (`latency_kernel_ms`, Linux: the kernel receive timestamp of the read that completed the SEI's
+//!   RTP packet, i.e. of the last segment that read returned, an upper bound on the SEI's own arrival
+//!   that is close to it since a server sends an access unit's packets back to back).
+//!   `kernel_after_client` counts samples whose socket arrival is after the client's (must be 0).
 //! Publisher: streamplane-rtsp-load --publish --url rtsp://127.0.0.1:8554/stream --file clip.h264 \
 //!              [--fps 30] [--paths K] [--duration S]
 //!   Reads an Annex-B H.264 file, loops it at --fps with a 90 kHz clock, puts a timestamp SEI first in
@@ -16,6 +22,8 @@
 
 #[path = "rtsp_load/h264.rs"]
 mod h264;
+#[path = "rtsp_load/rx_timestamp.rs"]
+mod rx_timestamp;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -234,8 +242,16 @@ struct ReaderStats {
     reordered: u64,
     first_packet_ms: Option<f64>,
     first_keyframe_ms: Option<f64>,
-    /// Arrival - send of the timestamp SEIs received inside the window, in microseconds.
+    /// Arrival - send of the timestamp SEIs received inside the window, in microseconds, arrival
+    /// being when the client decoded the packet (client observed).
     latencies_us: Vec<f64>,
+    /// Per latency sample: the same with arrival = the kernel receive timestamp of the read that
+    /// completed the SEI's RTP packet (socket arrival); `None` when that read had none.
+    kernel_latencies_us: Vec<Option<f64>>,
+    /// Samples whose socket arrival is later than their client-observed arrival (must stay 0).
+    kernel_after_client: u64,
+    /// Why this reader has no kernel timestamps at all.
+    kernel_unavailable: Option<String>,
     /// Per latency sample: whether its access unit is a keyframe (an IDR or SPS follows the
     /// SEI with the same RTP timestamp), to tell keyframe fan-out from the rest.
     keyframe: Vec<bool>,
@@ -260,6 +276,8 @@ async fn run_reader(url: Url, window: Window) -> ReaderStats {
 
 async fn read_session(url: &Url, window: Window, stats: &mut ReaderStats) -> anyhow::Result<()> {
     let mut conn = Conn::connect(url).await?;
+    let mut rx = rx_timestamp::TimestampedReader::new(conn.reader.as_ref());
+    stats.kernel_unavailable = rx.unavailable().map(str::to_owned);
     conn.request(Method::Options, url, &[], None).await?;
     let describe = conn
         .request(
@@ -315,6 +333,8 @@ async fn read_session(url: &Url, window: Window, stats: &mut ReaderStats) -> any
     let mut last_seq: HashMap<u8, u16> = HashMap::new();
     // RTP timestamp of the latest latency sample, until its access unit shows a keyframe.
     let mut sample_ts: Option<u32> = None;
+    // Kernel receive time of the latest read: every packet decoded after a read was completed by it.
+    let mut read_ns: Option<u64> = None;
     loop {
         while let Some(item) = conn.decoder.decode(&mut conn.buf)? {
             let Item::Interleaved { channel, payload } = item else {
@@ -365,16 +385,25 @@ async fn read_session(url: &Url, window: Window, stats: &mut ReaderStats) -> any
                 }
             }
             if in_window && let Some(send) = h264::find_timestamp(body) {
-                let latency = now_ns() as f64 - send as f64;
-                stats.latencies_us.push(latency / 1e3);
+                let client_ns = now_ns();
+                stats
+                    .latencies_us
+                    .push((client_ns as f64 - send as f64) / 1e3);
+                stats
+                    .kernel_latencies_us
+                    .push(read_ns.map(|kernel| (kernel as f64 - send as f64) / 1e3));
+                if read_ns.is_some_and(|kernel| kernel > client_ns) {
+                    stats.kernel_after_client += 1;
+                }
                 stats.keyframe.push(false);
                 sample_ts = Some(ts);
             }
         }
-        conn.buf.reserve(64 * 1024);
-        if conn.reader.read_buf(&mut conn.buf).await? == 0 {
+        let (n, timestamp) = rx.read(conn.reader.as_ref(), &mut conn.buf).await?;
+        if n == 0 {
             bail!("server closed the connection");
         }
+        read_ns = timestamp;
     }
 }
 
@@ -403,6 +432,18 @@ fn percentile(sorted: &[f64], q: f64) -> Option<f64> {
     }
     let index = ((sorted.len() - 1) as f64 * q).round() as usize;
     Some(sorted[index])
+}
+
+/// Count, p50, p99 and max in ms of latency samples in µs.
+fn latency_json(samples: impl Iterator<Item = f64>) -> serde_json::Value {
+    let mut v: Vec<f64> = samples.collect();
+    v.sort_by(f64::total_cmp);
+    json!({
+        "samples": v.len(),
+        "p50": round3(percentile(&v, 0.5).map(|v| v / 1e3)),
+        "p99": round3(percentile(&v, 0.99).map(|v| v / 1e3)),
+        "max": round3(v.last().map(|v| v / 1e3)),
+    })
 }
 
 fn round3(v: Option<f64>) -> serde_json::Value {
@@ -491,25 +532,47 @@ async fn read_all(args: Args) -> anyhow::Result<()> {
     };
     let first_packet = sorted(&|s| s.first_packet_ms);
     let first_keyframe = sorted(&|s| s.first_keyframe_ms);
-    let mut latencies: Vec<f64> = all
+    // Latency samples (µs) of all readers, all or only keyframes / only the others.
+    let client = |key: Option<bool>| {
+        latency_json(
+            all.iter()
+                .flat_map(|s| s.latencies_us.iter().zip(&s.keyframe))
+                .filter(|(_, k)| key.is_none_or(|key| **k == key))
+                .map(|(l, _)| *l),
+        )
+    };
+    let kernel = |key: Option<bool>| {
+        latency_json(
+            all.iter()
+                .flat_map(|s| s.kernel_latencies_us.iter().zip(&s.keyframe))
+                .filter(|(_, k)| key.is_none_or(|key| **k == key))
+                .filter_map(|(l, _)| *l),
+        )
+    };
+    let samples: usize = all.iter().map(|s| s.latencies_us.len()).sum();
+    let kernel_samples: usize = all
         .iter()
-        .flat_map(|s| s.latencies_us.iter().copied())
-        .collect();
-    latencies.sort_by(f64::total_cmp);
-    let split = |key: bool| {
-        let mut v: Vec<f64> = all
-            .iter()
-            .flat_map(|s| s.latencies_us.iter().zip(&s.keyframe))
-            .filter(|(_, k)| **k == key)
-            .map(|(l, _)| *l)
-            .collect();
-        v.sort_by(f64::total_cmp);
-        json!({
-            "samples": v.len(),
-            "p50": round3(percentile(&v, 0.5).map(|v| v / 1e3)),
-            "p99": round3(percentile(&v, 0.99).map(|v| v / 1e3)),
-            "max": round3(v.last().map(|v| v / 1e3)),
-        })
+        .flat_map(|s| &s.kernel_latencies_us)
+        .filter(|l| l.is_some())
+        .count();
+    let kernel_after_client: u64 = all.iter().map(|s| s.kernel_after_client).sum();
+    let kernel_unavailable = all.iter().find_map(|s| s.kernel_unavailable.clone());
+    // Socket arrival over the samples that have it; the note says when some or all lack it.
+    let kernel_note = match kernel_unavailable {
+        Some(why) => Some(format!("no kernel receive timestamps ({why})")),
+        None if kernel_samples < samples => Some(format!(
+            "{} of {samples} samples had no kernel receive timestamp",
+            samples - kernel_samples
+        )),
+        None => None,
+    };
+    let kernel_ok = kernel_samples > 0;
+    let kernel_or_null = |key: Option<bool>| {
+        if kernel_ok {
+            kernel(key)
+        } else {
+            serde_json::Value::Null
+        }
     };
     let no_keyframe = all
         .iter()
@@ -562,17 +625,24 @@ async fn read_all(args: Args) -> anyhow::Result<()> {
             "p99": round3(percentile(&first_keyframe, 0.99)),
             "max": round3(first_keyframe.last().copied()),
         },
-        "latency_ms": {
-            "samples": latencies.len(),
-            "p50": round3(percentile(&latencies, 0.5).map(|v| v / 1e3)),
-            "p99": round3(percentile(&latencies, 0.99).map(|v| v / 1e3)),
-            "max": round3(latencies.last().map(|v| v / 1e3)),
-        },
-        "latency_keyframe_ms": split(true),
-        "latency_other_ms": split(false),
+        "latency_ms": client(None),
+        "latency_keyframe_ms": client(Some(true)),
+        "latency_other_ms": client(Some(false)),
+        "latency_kernel_ms": kernel_or_null(None),
+        "latency_kernel_keyframe_ms": kernel_or_null(Some(true)),
+        "latency_kernel_other_ms": kernel_or_null(Some(false)),
+        "latency_kernel_unavailable": kernel_note,
+        "kernel_timestamp_missing": samples - kernel_samples,
+        "kernel_after_client": kernel_after_client,
         "server": server_json,
         "client_cpu_percent": round3(client_cpu.map(|cpu| 100.0 * cpu / duration)),
     });
+    if kernel_after_client > 0 {
+        eprintln!(
+            "warning: {kernel_after_client} samples arrived at the socket after the client saw them \
+             (clock step?)"
+        );
+    }
     println!("{summary}");
     Ok(())
 }
