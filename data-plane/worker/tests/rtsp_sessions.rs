@@ -263,9 +263,20 @@ async fn udp_reader(conn: &mut TcpStream, live: &str, ports: (u16, u16)) -> Stri
     .await;
     assert_eq!(status_line(&head), "RTSP/1.0 200 OK", "{head}");
     let session = session_id(&head);
+    // A repeated SETUP of the track with the same ports is harmless.
     let head = ask(
         conn,
-        &format!("PLAY {live} RTSP/1.0\r\nCSeq: 2\r\nSession: {session}\r\n\r\n"),
+        &format!(
+            "SETUP {live}/trackID=0 RTSP/1.0\r\nCSeq: 2\r\nSession: {session}\r\n\
+             Transport: RTP/AVP;unicast;client_port={}-{}\r\n\r\n",
+            ports.0, ports.1
+        ),
+    )
+    .await;
+    assert_eq!(status_line(&head), "RTSP/1.0 200 OK", "{head}");
+    let head = ask(
+        conn,
+        &format!("PLAY {live} RTSP/1.0\r\nCSeq: 3\r\nSession: {session}\r\n\r\n"),
     )
     .await;
     assert_eq!(status_line(&head), "RTSP/1.0 200 OK", "{head}");

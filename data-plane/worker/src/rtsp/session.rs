@@ -247,6 +247,7 @@ impl Connection {
         }
         let peer = self.peer;
         let udp = self.shared.udp.clone();
+        let again = self.set_up_already(session, track, transport);
         let driven = match (created.as_mut(), session) {
             (Some(driven), _) => driven,
             (None, Some(id)) => self
@@ -270,18 +271,20 @@ impl Connection {
                 reader: Arc::clone(reader),
                 track,
             };
-            let guard = udp.register(peer.ip(), client, route).ok_or_else(|| {
-                refuse(
-                    StatusCode::BadRequest,
-                    format!(
-                        "client ports {}-{} of {} are already in use by another session",
-                        client.0,
-                        client.1,
-                        peer.ip()
-                    ),
-                )
-            })?;
-            driven.udp_routes.push(guard);
+            if !again {
+                let guard = udp.register(peer.ip(), client, route).ok_or_else(|| {
+                    refuse(
+                        StatusCode::BadRequest,
+                        format!(
+                            "client ports {}-{} of {} are already in use by another session",
+                            client.0,
+                            client.1,
+                            peer.ip()
+                        ),
+                    )
+                })?;
+                driven.udp_routes.push(guard);
+            }
             driven.info.udp.store(true, Ordering::Relaxed);
             reader.set_dest(track, Dest::new(peer.ip(), client));
             server_port = Some(udp.ports);
@@ -316,6 +319,14 @@ impl Connection {
             .udp
             .clone()
             .ok_or_else(|| refuse(StatusCode::UnsupportedTransport, "UDP is not served"))?;
+        if self.set_up_already(Some(id), track, transport) {
+            // A repeated SETUP: the route is in place.
+            return Ok(Outcome::SetUp {
+                new_session: None,
+                server_port: Some(udp.ports),
+                ssrc: None,
+            });
+        }
         let driven = self
             .driven_mut(id)
             .ok_or_else(|| refuse(StatusCode::SessionNotFound, "session is gone"))?;
@@ -343,6 +354,19 @@ impl Connection {
             server_port: Some(udp.ports),
             ssrc: None,
         })
+    }
+
+    /// Whether `track` of `session` is set up with `transport` already (a repeated SETUP).
+    fn set_up_already(
+        &self,
+        session: Option<&SessionId>,
+        track: usize,
+        transport: TrackTransport,
+    ) -> bool {
+        session
+            .and_then(|id| self.machine.session(id))
+            .and_then(|s| s.track(track))
+            == Some(transport)
     }
 
     fn play(&mut self, id: &SessionId) -> Result<Outcome, Refusal> {

@@ -7,7 +7,7 @@ use bytes::BytesMut;
 use proptest::prelude::*;
 
 use super::*;
-use crate::rtsp::{Decoder, Item};
+use crate::rtsp::{Decoder, HeaderName, Item};
 
 const SDP2: &str = "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=x\r\nt=0 0\r\n\
 m=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\na=control:trackID=0\r\n\
@@ -194,12 +194,8 @@ fn status(reply: &Reply) -> u16 {
     u16::from(reply.response.status)
 }
 
-fn header<'a>(reply: &'a Reply, name: &names_of::Name) -> &'a str {
+fn header<'a>(reply: &'a Reply, name: &HeaderName) -> &'a str {
     reply.response.header(name).unwrap_or_default()
-}
-
-mod names_of {
-    pub type Name = crate::rtsp::HeaderName;
 }
 
 fn session_of(reply: &Reply) -> String {
