@@ -8,27 +8,17 @@
 
 mod common;
 
-use common::{DEADLINE, RTSP, assert_decoded, publish, read_response, start_worker, url};
+use common::raw::{PCMU_SDP, connect, frame, session_id, status_line};
+use common::{DEADLINE, assert_decoded, publish, read_response, start_worker, url};
 use streamplane_testkit::{Process, Worker, eventually};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
-
-const PCMU_SDP: &str = "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=raw\r\nt=0 0\r\n\
-m=audio 0 RTP/AVP 0\r\na=control:trackID=0\r\n";
-
-async fn connect(worker: &Worker) -> TcpStream {
-    TcpStream::connect(worker.address(RTSP)).await.unwrap()
-}
 
 /// Sends `request` on `conn` and returns the response head and body.
 async fn ask(conn: &mut TcpStream, request: &str) -> (String, String) {
     conn.write_all(request.as_bytes()).await.unwrap();
     let (head, body) = read_response(conn).await;
     (head, String::from_utf8_lossy(&body).into_owned())
-}
-
-fn status_line(head: &str) -> &str {
-    head.lines().next().unwrap_or_default()
 }
 
 /// The server closes the connection (after whatever it still sends).
@@ -44,21 +34,6 @@ async fn assert_closed(conn: &mut TcpStream) {
 async fn one(worker: &Worker, request: &str) -> (String, String) {
     let mut conn = connect(worker).await;
     ask(&mut conn, request).await
-}
-
-fn session_id(head: &str) -> String {
-    let value = head
-        .lines()
-        .find_map(|l| l.strip_prefix("Session: "))
-        .unwrap();
-    value.split(';').next().unwrap().trim().to_owned()
-}
-
-fn frame(channel: u8, payload: &[u8]) -> Vec<u8> {
-    let mut out = vec![b'$', channel];
-    out.extend_from_slice(&u16::try_from(payload.len()).unwrap().to_be_bytes());
-    out.extend_from_slice(payload);
-    out
 }
 
 fn rtp(version: u8, seq: u16) -> Vec<u8> {

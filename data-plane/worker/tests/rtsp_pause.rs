@@ -14,123 +14,17 @@ mod common;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{DEADLINE, RTSP, publish, read_response, start_worker, url};
+use common::raw::{
+    PCMU_SDP, ask, ask_playing, connect, frame, next_rtp, rtp_info_seq, seq, session_id,
+    status_line,
+};
+use common::{publish, start_worker, url};
 use streamplane_media_core::rtcp::{ReceiverReport, ReportBlock, RtcpPacket};
 use streamplane_media_core::rtp::Ssrc;
-use streamplane_testkit::Worker;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::net::TcpStream;
-
-const PCMU_SDP: &str = "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=raw\r\nt=0 0\r\n\
-m=audio 0 RTP/AVP 0\r\na=control:trackID=0\r\n";
 
 /// How long a paused reader must stay silent.
 const QUIET: Duration = Duration::from_millis(500);
-
-async fn connect(worker: &Worker) -> TcpStream {
-    TcpStream::connect(worker.address(RTSP)).await.unwrap()
-}
-
-fn status_line(head: &str) -> &str {
-    head.lines().next().unwrap_or_default()
-}
-
-fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
-    head.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(": "))
-}
-
-fn session_id(head: &str) -> String {
-    let value = header(head, "Session").unwrap();
-    value.split(';').next().unwrap().trim().to_owned()
-}
-
-fn frame(channel: u8, payload: &[u8]) -> Vec<u8> {
-    let mut out = vec![b'$', channel];
-    out.extend_from_slice(&u16::try_from(payload.len()).unwrap().to_be_bytes());
-    out.extend_from_slice(payload);
-    out
-}
-
-/// What the server sent next on a reader's connection.
-enum Item {
-    Frame { channel: u8, payload: Vec<u8> },
-    Response(String),
-}
-
-async fn read_item(conn: &mut TcpStream) -> Item {
-    let mut first = [0u8; 1];
-    tokio::time::timeout(DEADLINE, conn.read_exact(&mut first))
-        .await
-        .expect("something from the server")
-        .unwrap();
-    if first[0] == b'$' {
-        let mut header = [0u8; 3];
-        conn.read_exact(&mut header).await.unwrap();
-        let mut payload = vec![0; usize::from(u16::from_be_bytes([header[1], header[2]]))];
-        conn.read_exact(&mut payload).await.unwrap();
-        return Item::Frame {
-            channel: header[0],
-            payload,
-        };
-    }
-    let mut head = vec![first[0]];
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        conn.read_exact(&mut byte).await.unwrap();
-        head.push(byte[0]);
-    }
-    let head = String::from_utf8_lossy(&head).into_owned();
-    if let Some(len) = header(&head, "Content-Length") {
-        let mut body = vec![0; len.trim().parse().unwrap()];
-        conn.read_exact(&mut body).await.unwrap();
-    }
-    Item::Response(head)
-}
-
-/// Sends `request` on a connection that may be receiving frames; the response head (frames
-/// before it are skipped).
-async fn ask_playing(conn: &mut TcpStream, request: &str) -> String {
-    conn.write_all(request.as_bytes()).await.unwrap();
-    loop {
-        if let Item::Response(head) = read_item(conn).await {
-            return head;
-        }
-    }
-}
-
-async fn ask(conn: &mut TcpStream, request: &str) -> String {
-    conn.write_all(request.as_bytes()).await.unwrap();
-    read_response(conn).await.0
-}
-
-/// The next RTP packet on `channel`, skipping RTCP.
-async fn next_rtp(conn: &mut TcpStream, channel: u8) -> Vec<u8> {
-    loop {
-        match read_item(conn).await {
-            Item::Frame {
-                channel: c,
-                payload,
-            } if c == channel => return payload,
-            Item::Frame { .. } => {}
-            Item::Response(head) => panic!("unexpected response:\n{head}"),
-        }
-    }
-}
-
-fn seq(rtp: &[u8]) -> u16 {
-    u16::from_be_bytes([rtp[2], rtp[3]])
-}
-
-/// The `seq` of the single `RTP-Info` entry.
-fn rtp_info_seq(head: &str) -> u16 {
-    let info = header(head, "RTP-Info").unwrap_or_else(|| panic!("no RTP-Info:\n{head}"));
-    info.split(';')
-        .find_map(|p| p.trim().strip_prefix("seq="))
-        .unwrap_or_else(|| panic!("no seq in RTP-Info: {info}"))
-        .parse()
-        .unwrap()
-}
 
 fn receiver_report(lost: i32) -> Bytes {
     RtcpPacket::write_compound(&[RtcpPacket::ReceiverReport(ReceiverReport {

@@ -13,6 +13,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+use common::raw::{frame, session_id, status_line};
 use common::{DEADLINE, RTSP, publish, read_response, start_worker, url};
 use streamplane_media_core::rtcp::{RtcpPacket, SenderReport};
 use streamplane_media_core::rtp::{RtpHeader, RtpPacket, Ssrc};
@@ -30,30 +31,11 @@ const SSRC: [u32; 2] = [0x0101_0101, 0x0202_0202];
 /// One packet per track every 20 ms.
 const TICK: Duration = Duration::from_millis(20);
 
-fn status_line(head: &str) -> &str {
-    head.lines().next().unwrap_or_default()
-}
-
-fn session_id(head: &str) -> String {
-    let value = head
-        .lines()
-        .find_map(|l| l.strip_prefix("Session: "))
-        .unwrap_or_else(|| panic!("no session:\n{head}"));
-    value.split(';').next().unwrap().trim().to_owned()
-}
-
 async fn ask(conn: &mut TcpStream, request: &str) -> String {
     conn.write_all(request.as_bytes()).await.unwrap();
     let head = read_response(conn).await.0;
     assert_eq!(status_line(&head), "RTSP/1.0 200 OK", "{request}\n{head}");
     head
-}
-
-fn frame(channel: u8, payload: &[u8]) -> Vec<u8> {
-    let mut out = vec![b'$', channel];
-    out.extend_from_slice(&u16::try_from(payload.len()).unwrap().to_be_bytes());
-    out.extend_from_slice(payload);
-    out
 }
 
 /// The next `$` frame and the wall-clock time it was read; responses are not expected.

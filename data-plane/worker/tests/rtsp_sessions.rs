@@ -10,120 +10,17 @@ mod common;
 
 use std::time::Duration;
 
-use common::{DEADLINE, RTP, RTSP, publish, read_response, start_worker, url};
-use streamplane_testkit::{WorkerBuilder, eventually, free_udp_port_pair};
+use common::raw::{
+    Item, PCMU_SDP, ask, ask_playing, next_response, read_item, rtp_info_seq, seq, session_id,
+    status_line, udp_pair,
+};
+use common::{DEADLINE, RTP, RTSP, publish, start_worker, url};
+use streamplane_testkit::{WorkerBuilder, eventually};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpStream, UdpSocket};
 
-const PCMU_SDP: &str = "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=raw\r\nt=0 0\r\n\
-m=audio 0 RTP/AVP 0\r\na=control:trackID=0\r\n";
-
 /// How long a paused reader must stay silent.
 const QUIET: Duration = Duration::from_millis(500);
-
-fn status_line(head: &str) -> &str {
-    head.lines().next().unwrap_or_default()
-}
-
-fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
-    head.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(": "))
-}
-
-fn session_id(head: &str) -> String {
-    let value = header(head, "Session").unwrap_or_else(|| panic!("no Session in:\n{head}"));
-    value.split(';').next().unwrap().trim().to_owned()
-}
-
-fn seq(rtp: &[u8]) -> u16 {
-    u16::from_be_bytes([rtp[2], rtp[3]])
-}
-
-/// The `seq` of the single `RTP-Info` entry.
-fn rtp_info_seq(head: &str) -> u16 {
-    let info = header(head, "RTP-Info").unwrap_or_else(|| panic!("no RTP-Info:\n{head}"));
-    info.split(';')
-        .find_map(|p| p.trim().strip_prefix("seq="))
-        .unwrap_or_else(|| panic!("no seq in RTP-Info: {info}"))
-        .parse()
-        .unwrap()
-}
-
-/// What the server sent next on a connection.
-enum Item {
-    Frame { channel: u8, payload: Vec<u8> },
-    Response(String),
-    Closed,
-}
-
-async fn read_item(conn: &mut TcpStream) -> Item {
-    let mut first = [0u8; 1];
-    let n = tokio::time::timeout(DEADLINE, conn.read(&mut first))
-        .await
-        .expect("something from the server")
-        .unwrap();
-    if n == 0 {
-        return Item::Closed;
-    }
-    if first[0] == b'$' {
-        let mut header = [0u8; 3];
-        conn.read_exact(&mut header).await.unwrap();
-        let mut payload = vec![0; usize::from(u16::from_be_bytes([header[1], header[2]]))];
-        conn.read_exact(&mut payload).await.unwrap();
-        return Item::Frame {
-            channel: header[0],
-            payload,
-        };
-    }
-    let mut head = vec![first[0]];
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        conn.read_exact(&mut byte).await.unwrap();
-        head.push(byte[0]);
-    }
-    let head = String::from_utf8_lossy(&head).into_owned();
-    if let Some(len) = header(&head, "Content-Length") {
-        let mut body = vec![0; len.trim().parse().unwrap()];
-        conn.read_exact(&mut body).await.unwrap();
-    }
-    Item::Response(head)
-}
-
-/// The next response on a connection that may be receiving frames.
-async fn next_response(conn: &mut TcpStream) -> String {
-    loop {
-        match read_item(conn).await {
-            Item::Response(head) => return head,
-            Item::Frame { .. } => {}
-            Item::Closed => panic!("connection closed before the response"),
-        }
-    }
-}
-
-async fn ask_playing(conn: &mut TcpStream, request: &str) -> String {
-    conn.write_all(request.as_bytes()).await.unwrap();
-    next_response(conn).await
-}
-
-async fn ask(conn: &mut TcpStream, request: &str) -> String {
-    conn.write_all(request.as_bytes()).await.unwrap();
-    read_response(conn).await.0
-}
-
-/// An even/odd pair of bound UDP sockets (a pair taken by a parallel test is skipped).
-async fn udp_pair() -> (UdpSocket, UdpSocket, (u16, u16)) {
-    for _ in 0..50 {
-        let ports = free_udp_port_pair();
-        let Ok(rtp) = UdpSocket::bind(("127.0.0.1", ports.0)).await else {
-            continue;
-        };
-        let Ok(rtcp) = UdpSocket::bind(("127.0.0.1", ports.1)).await else {
-            continue;
-        };
-        return (rtp, rtcp, ports);
-    }
-    panic!("no free even/odd UDP port pair after 50 tries");
-}
 
 /// Waits until `socket` has been quiet for [`QUIET`] (packets in flight drain first).
 async fn until_quiet(socket: &UdpSocket, what: &str) {

@@ -10,13 +10,14 @@ mod common;
 
 use std::time::Duration;
 
+use common::raw::{session_id, udp_pair};
 use common::{
     DEADLINE, RTCP, RTP, RTSP, assert_decoded, assert_gst_decoded, ffmpeg_reader, gst_reader,
     publish, read_response, start_worker, url,
 };
-use streamplane_testkit::{WorkerBuilder, eventually, free_udp_port_pair};
+use streamplane_testkit::{WorkerBuilder, eventually};
 use tokio::io::AsyncWriteExt as _;
-use tokio::net::{TcpStream, UdpSocket};
+use tokio::net::TcpStream;
 
 #[tokio::test]
 async fn udp_publisher_is_read_over_udp_by_ffmpeg_and_gstreamer_and_over_tcp() {
@@ -54,30 +55,6 @@ async fn request(conn: &mut TcpStream, text: String) -> (String, Vec<u8>) {
     read_response(conn).await
 }
 
-fn session_of(head: &str) -> String {
-    let value = head
-        .lines()
-        .find_map(|l| l.strip_prefix("Session: "))
-        .unwrap_or_else(|| panic!("no Session header in:\n{head}"));
-    value.split(';').next().unwrap().trim().to_owned()
-}
-
-/// An even/odd pair of bound UDP sockets. A port picked as free can be taken by a parallel test
-/// before we bind it, so a taken pair is skipped rather than failing the test.
-async fn udp_pair() -> (UdpSocket, UdpSocket, (u16, u16)) {
-    for _ in 0..50 {
-        let ports = free_udp_port_pair();
-        let Ok(rtp) = UdpSocket::bind(("127.0.0.1", ports.0)).await else {
-            continue;
-        };
-        let Ok(rtcp) = UdpSocket::bind(("127.0.0.1", ports.1)).await else {
-            continue;
-        };
-        return (rtp, rtcp, ports);
-    }
-    panic!("no free even/odd UDP port pair after 50 tries");
-}
-
 const SDP: &str = "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=x\r\nt=0 0\r\n\
 m=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\na=control:streamid=0\r\n";
 
@@ -100,7 +77,7 @@ async fn bad_rtp_over_udp_is_counted_and_teardown_stops_a_udp_reader() {
     )
     .await;
     assert!(head.starts_with("RTSP/1.0 200"), "{head}");
-    let session = session_of(&head);
+    let session = session_id(&head);
     let (publisher_rtp, _publisher_rtcp, ports) = udp_pair().await;
     let (head, _) = request(
         &mut conn,
@@ -165,7 +142,7 @@ async fn bad_rtp_over_udp_is_counted_and_teardown_stops_a_udp_reader() {
         .nth(1)
         .map(|rest| u32::from_str_radix(&rest[..8], 16).unwrap());
     assert!(!head.contains("destination"), "{head}");
-    let session = session_of(&head);
+    let session = session_id(&head);
     let (head, _) = request(
         &mut conn,
         format!("PLAY {base} RTSP/1.0\r\nCSeq: 2\r\nSession: {session}\r\n\r\n"),

@@ -87,3 +87,4 @@ pub async fn read_response(conn: &mut TcpStream) -> (String, Vec<u8>) {
     }
     (head, body)
 }
+pub mod raw;
