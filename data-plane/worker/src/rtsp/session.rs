@@ -19,7 +19,7 @@ use tracing::{info, warn};
 
 use super::auth::{Denied, Granted};
 use super::conn::{Connection, Driven};
-use super::udp::{Dest, LastSeen, ReaderLosses, Route, UdpReader};
+use super::udp::{Dest, LastSeen, ReaderLosses, Route, RouteGuard, Udp, UdpReader};
 use crate::media::{PublishError, SessionInfo, Stream, SubscribeError};
 use crate::report::SessionRole;
 
@@ -272,18 +272,9 @@ impl Connection {
                 track,
             };
             if !again {
-                let guard = udp.register(peer.ip(), client, route).ok_or_else(|| {
-                    refuse(
-                        StatusCode::BadRequest,
-                        format!(
-                            "client ports {}-{} of {} are already in use by another session",
-                            client.0,
-                            client.1,
-                            peer.ip()
-                        ),
-                    )
-                })?;
-                driven.udp_routes.push(guard);
+                driven
+                    .udp_routes
+                    .push(register_route(&udp, peer.ip(), client, route)?);
             }
             driven.info.udp.store(true, Ordering::Relaxed);
             reader.set_dest(track, Dest::new(peer.ip(), client));
@@ -336,18 +327,9 @@ impl Connection {
             track,
             seen,
         };
-        let guard = udp.register(peer.ip(), client, route).ok_or_else(|| {
-            refuse(
-                StatusCode::BadRequest,
-                format!(
-                    "client ports {}-{} of {} are already in use by another session",
-                    client.0,
-                    client.1,
-                    peer.ip()
-                ),
-            )
-        })?;
-        driven.udp_routes.push(guard);
+        driven
+            .udp_routes
+            .push(register_route(&udp, peer.ip(), client, route)?);
         driven.info.udp.store(true, Ordering::Relaxed);
         Ok(Outcome::SetUp {
             new_session: None,
@@ -440,4 +422,22 @@ impl Connection {
 
 fn new_session_id() -> SessionId {
     SessionId::new(format!("{:016x}", rand::random::<u64>()))
+}
+
+/// Routes the client's UDP ports at `ip` to a session; refused while another session has them.
+fn register_route(
+    udp: &Arc<Udp>,
+    ip: std::net::IpAddr,
+    client: (u16, u16),
+    route: Route,
+) -> Result<RouteGuard, Refusal> {
+    udp.register(ip, client, route).ok_or_else(|| {
+        refuse(
+            StatusCode::BadRequest,
+            format!(
+                "client ports {}-{} of {ip} are already in use by another session",
+                client.0, client.1
+            ),
+        )
+    })
 }
