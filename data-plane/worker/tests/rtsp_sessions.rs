@@ -442,3 +442,46 @@ async fn pause_then_teardown_while_streaming_are_both_answered() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_udp_reader_without_its_connection_gets_rtcp_bye_when_the_publisher_leaves() {
+    use streamplane_media_core::rtcp::RtcpPacket;
+
+    let worker = start_worker().await;
+    let publisher = publish(&worker, "gone", "tcp").await;
+    let live = url(&worker, "gone");
+    let (rtp, rtcp, ports) = udp_pair().await;
+    let mut conn = TcpStream::connect(worker.address(RTSP)).await.unwrap();
+    udp_reader(&mut conn, &live, ports).await;
+    let (packet, _) = next_udp_rtp(&rtp).await;
+    let ssrc = u32::from_be_bytes([packet[8], packet[9], packet[10], packet[11]]);
+    // Only RTCP can tell this reader now: its RTSP connection is gone (the session goes on).
+    drop(conn);
+    publisher.kill();
+
+    let mut buf = vec![0u8; 2048];
+    let bye = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let n = rtcp.recv(&mut buf).await.unwrap();
+            let Ok(packets) = RtcpPacket::parse_compound(&bytes::Bytes::copy_from_slice(&buf[..n]))
+            else {
+                continue;
+            };
+            if let Some(bye) = packets.into_iter().find_map(|p| match p {
+                RtcpPacket::Bye(bye) => Some(bye),
+                _ => None,
+            }) {
+                return bye;
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| {
+        panic!(
+            "no rtcp bye after the publisher left; worker log:\n{}",
+            worker.process().tail()
+        )
+    });
+    assert_eq!(bye.sources.iter().map(|s| s.0).collect::<Vec<_>>(), [ssrc]);
+    assert_eq!(bye.reason.as_deref(), Some(&b"stream ended"[..]));
+}

@@ -27,8 +27,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use prometheus_client::metrics::counter::Counter;
-use streamplane_media_core::rtcp::RtcpPacket;
+use streamplane_media_core::rtcp::{Bye, ReceiverReport, RtcpPacket};
 use streamplane_media_core::rtp::RtpPacket;
+use streamplane_media_core::rtp::Ssrc;
 use streamplane_media_core::rtsp::server::{Session, SessionId};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
@@ -95,6 +96,9 @@ struct Routes {
     rtp: HashMap<SocketAddr, Route>,
     rtcp: HashMap<SocketAddr, Route>,
 }
+
+/// No SSRC seen yet (outside the `u32` range).
+const NO_SSRC: u64 = u64::MAX;
 
 /// The UDP side of the RTSP server, shared by every connection.
 pub(crate) struct Udp {
@@ -293,6 +297,37 @@ impl Udp {
     }
 
     /// Sends a reader's queued packets; never waits.
+    /// An RTCP BYE (after an empty receiver report, as a compound must start with one) on
+    /// every track's RTCP port: the reader learns the stream ended even when its RTSP
+    /// connection is gone.
+    fn send_bye(&self, reader: &UdpReader, reason: &str) {
+        let dests = lock(&reader.dests).clone();
+        for (dest, ssrc) in dests.iter().zip(&reader.ssrcs) {
+            let (Some(dest), Ok(ssrc)) = (dest, u32::try_from(ssrc.load(Ordering::Relaxed))) else {
+                continue;
+            };
+            let packets = [
+                RtcpPacket::ReceiverReport(ReceiverReport {
+                    ssrc: Ssrc(ssrc),
+                    reports: Vec::new(),
+                    extension: Bytes::new(),
+                }),
+                RtcpPacket::Bye(Bye {
+                    sources: vec![Ssrc(ssrc)],
+                    reason: Some(Bytes::copy_from_slice(reason.as_bytes())),
+                }),
+            ];
+            match RtcpPacket::write_compound(&packets) {
+                Ok(data) => {
+                    if let Err(e) = self.rtcp.try_send_to(&data, dest.rtcp) {
+                        debug!(to = %dest.rtcp, error = %e, "cannot send rtcp bye");
+                    }
+                }
+                Err(e) => debug!(error = %e, "cannot build rtcp bye"),
+            }
+        }
+    }
+
     fn send_batch(&self, reader: &UdpReader, dests: &[Option<Dest>], batch: &mut Vec<Outgoing>) {
         use super::udp_send::{self, Datagram};
         let counters = &reader.info.counters;
@@ -399,6 +434,8 @@ pub(super) struct UdpReader {
     pub seen: LastSeen,
     /// Per track, where its packets go (the RTSP peer's IP at its client ports).
     dests: Mutex<Vec<Option<Dest>>>,
+    /// Per track, the SSRC of the last RTP packet sent ([`NO_SSRC`] before one), for the BYE.
+    ssrcs: Vec<AtomicU64>,
     /// Losses from its receiver reports.
     lost: ReaderLosses,
     /// Cancelled by TEARDOWN or expiry; ends the sending task.
@@ -414,10 +451,21 @@ impl UdpReader {
             info,
             seen: LastSeen(Mutex::new(now())),
             dests: Mutex::new(vec![None; tracks]),
+            ssrcs: (0..tracks).map(|_| AtomicU64::new(NO_SSRC)).collect(),
             lost: ReaderLosses::new(tracks),
             stop: CancellationToken::new(),
             commands: Mutex::new(None),
         })
+    }
+
+    /// Remembers each track's SSRC from the RTP packets about to be sent.
+    fn note_ssrcs(&self, batch: &[Outgoing]) {
+        for item in batch.iter().filter(|item| !item.rtcp) {
+            if let (Some(slot), Some(ssrc)) = (self.ssrcs.get(item.track), item.data.get(8..12)) {
+                let ssrc = u32::from_be_bytes([ssrc[0], ssrc[1], ssrc[2], ssrc[3]]);
+                slot.store(u64::from(ssrc), Ordering::Relaxed);
+            }
+        }
     }
 
     pub(super) fn set_dest(&self, track: usize, dest: Dest) {
@@ -544,6 +592,7 @@ fn spawn_reader(
                         break "stream ended";
                     }
                     let dests = lock(&reader.dests).clone();
+                    reader.note_ssrcs(&batch);
                     udp.send_batch(&reader, &dests, &mut batch);
                 }
                 _ = check.tick() => {
@@ -553,6 +602,9 @@ fn spawn_reader(
                 }
             }
         };
+        if matches!(reason, "stream ended" | "kicked" | "shutting down") {
+            udp.send_bye(&reader, reason);
+        }
         reader.stop.cancel();
         lock(&udp.readers).remove(&reader.id);
         // Dropping the parked session here breaks its cycle back to this reader.
