@@ -52,10 +52,25 @@ pub fn ffmpeg_reader(url: &str, name: &str, transport: &str) -> Process {
 
 /// GStreamer reading over `protocols` (`tcp` or `udp`) and decoding 100 video buffers.
 pub fn gst_reader(url: &str, protocols: &str) -> Process {
-    Process::builder("gst-launch-1.0")
+    gst_reader_as(url, protocols, None)
+}
+
+/// [`gst_reader`] with credentials; rtspsrc answers the strongest challenge it knows.
+pub fn gst_reader_with(url: &str, protocols: &str, user: &str, password: &str) -> Process {
+    gst_reader_as(url, protocols, Some((user, password)))
+}
+
+fn gst_reader_as(url: &str, protocols: &str, credentials: Option<(&str, &str)>) -> Process {
+    let mut builder = Process::builder("gst-launch-1.0")
         .name(format!("gst-reader-{protocols}"))
         .arg("rtspsrc")
-        .arg(format!("location={url}"))
+        .arg(format!("location={url}"));
+    if let Some((user, password)) = credentials {
+        builder = builder
+            .arg(format!("user-id={user}"))
+            .arg(format!("user-pw={password}"));
+    }
+    builder
         .arg(format!("protocols={protocols}"))
         .args([
             "latency=0",
@@ -70,6 +85,19 @@ pub fn gst_reader(url: &str, protocols: &str) -> Process {
             "num-buffers=100",
         ])
         .spawn()
+}
+
+/// How many worker log lines say `user` was let in for `action` with `method`
+/// (`basic`, `digest`, `jwt`).
+pub fn authenticated(log: &str, user: &str, action: &str, method: &str) -> usize {
+    log.lines()
+        .filter(|l| {
+            l.contains("authenticated")
+                && l.contains(&format!("user=\"{user}\""))
+                && l.contains(&format!("action={action}"))
+                && l.contains(&format!("method={method}"))
+        })
+        .count()
 }
 
 /// Exit status 0 and no decoder error in the output.

@@ -13,7 +13,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::{Value, json};
-use streamplane_testkit::media::clip;
+use streamplane_testkit::media::{authenticated, clip, gst_reader_with};
 use streamplane_testkit::{ControlPlane, Process, Worker, eventually};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
@@ -297,38 +297,6 @@ async fn rtsp_auth_matrix_with_basic_jwt_and_live_acl_changes() {
     assert!(worker.process().is_running(), "the worker restarted");
 }
 
-/// GStreamer reading with credentials; rtspsrc answers the strongest challenge it knows.
-fn gst_reader(url: &str, user: &str, password: &str) -> Process {
-    Process::builder("gst-launch-1.0")
-        .name("gst-reader")
-        .arg("rtspsrc")
-        .arg(format!("location={url}"))
-        .arg(format!("user-id={user}"))
-        .arg(format!("user-pw={password}"))
-        .args([
-            "protocols=tcp",
-            "latency=0",
-            "!",
-            "rtph264depay",
-            "!",
-            "h264parse",
-        ])
-        .args(["!", "avdec_h264", "!", "fakesink", "num-buffers=60"])
-        .spawn()
-}
-
-/// Lines of the worker log saying `user` was let in for `action` with `method`.
-fn authenticated(log: &str, user: &str, action: &str, method: &str) -> usize {
-    log.lines()
-        .filter(|l| {
-            l.contains("authenticated")
-                && l.contains(&format!("user=\"{user}\""))
-                && l.contains(&format!("action={action}"))
-                && l.contains(&format!("method={method}"))
-        })
-        .count()
-}
-
 /// The `WWW-Authenticate` lines of a 401 to a DESCRIBE without credentials.
 async fn challenges(worker: &Worker) -> Vec<String> {
     let response = describe(worker, &[]).await;
@@ -429,7 +397,12 @@ async fn rtsp_digest_for_users_who_opted_in() {
         .await;
     let url = rtsp_url(&worker, Some(("dviewer", VIEWER_PASSWORD)), "cam1");
     assert_decoded(&reader(&url, "read-digest")).await;
-    let gst = gst_reader(&rtsp_url(&worker, None, "cam1"), "dviewer", VIEWER_PASSWORD);
+    let gst = gst_reader_with(
+        &rtsp_url(&worker, None, "cam1"),
+        "tcp",
+        "dviewer",
+        VIEWER_PASSWORD,
+    );
     let status = gst.wait_exit(DEADLINE).await;
     assert!(status.success(), "gst-launch failed:\n{}", gst.output());
     let log = worker.process().output();

@@ -12,6 +12,7 @@ mod common;
 use std::path::Path;
 
 use common::{DEADLINE, RTSP, assert_decoded, assert_gst_decoded, clip, read_head};
+use streamplane_testkit::media::{authenticated, gst_reader_with};
 use streamplane_testkit::{Process, Worker, WorkerBuilder};
 use tokio::io::AsyncWriteExt as _;
 use tokio::net::TcpStream;
@@ -189,38 +190,6 @@ paths:
   cam1:
 "#;
 
-/// GStreamer reading with credentials (rtspsrc answers whichever challenge it prefers).
-fn gst_reader_with(url: &str, user: &str, password: &str) -> Process {
-    Process::builder("gst-launch-1.0")
-        .name("gst-reader")
-        .arg("rtspsrc")
-        .arg(format!("location={url}"))
-        .arg(format!("user-id={user}"))
-        .arg(format!("user-pw={password}"))
-        .args([
-            "protocols=tcp",
-            "latency=0",
-            "!",
-            "rtph264depay",
-            "!",
-            "h264parse",
-        ])
-        .args(["!", "avdec_h264", "!", "fakesink", "num-buffers=100"])
-        .spawn()
-}
-
-/// The worker's "authenticated" lines for `user` with `method`, since `mark`.
-fn authenticated(log: &str, user: &str, action: &str, method: &str) -> usize {
-    log.lines()
-        .filter(|l| {
-            l.contains("authenticated")
-                && l.contains(&format!("user=\"{user}\""))
-                && l.contains(&format!("action={action}"))
-                && l.contains(&format!("method={method}"))
-        })
-        .count()
-}
-
 #[tokio::test]
 async fn digest_only_serves_ffmpeg_and_gstreamer() {
     let clip = tokio::task::spawn_blocking(clip).await.unwrap();
@@ -289,7 +258,12 @@ async fn digest_only_serves_ffmpeg_and_gstreamer() {
         "tcp",
     );
     assert_decoded(&reader).await;
-    let gst = gst_reader_with(&url(&worker, "", "cam1"), "viewer", "viewer-digest-pass");
+    let gst = gst_reader_with(
+        &url(&worker, "", "cam1"),
+        "tcp",
+        "viewer",
+        "viewer-digest-pass",
+    );
     assert_gst_decoded(&gst).await;
 
     let log = worker.process().output();

@@ -7,8 +7,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::task::Poll;
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use futures::StreamExt as _;
+use futures::future::BoxFuture;
+use futures::stream::FuturesUnordered;
 use streamplane_media_core::rtcp::RtcpPacket;
 use streamplane_media_core::rtp::RtpPacket;
 use streamplane_media_core::rtsp::server::{self, SessionId, Step};
@@ -193,11 +197,21 @@ impl Connection {
         let mut buf = BytesMut::with_capacity(16 * 1024);
         let mut out = BytesMut::new();
         let mut batch: Vec<Outgoing> = Vec::with_capacity(BATCH);
+        // The sessions' end signals and the machine's timer persist across passes and are
+        // rebuilt or reset only when a request or an ended session changed them: a playing
+        // reader passes here once per written batch.
+        let mut ends: FuturesUnordered<BoxFuture<'static, (SessionId, &'static str)>> =
+            FuturesUnordered::new();
+        let mut sessions_changed = true;
+        let timer = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(timer);
+        let mut armed: Option<std::time::Instant> = None;
         loop {
             loop {
                 match decoder.decode(&mut buf) {
                     Ok(None) => break,
                     Ok(Some(Item::Request(request))) => {
+                        sessions_changed = true;
                         let reply = self.handle(request).await;
                         // TEARDOWN ends a session, not the connection: the client closes it,
                         // and a request that crossed TEARDOWN on the wire still gets an answer.
@@ -222,32 +236,32 @@ impl Connection {
                     }
                 }
             }
-            let watched: Vec<(SessionId, CancellationToken, &'static str)> = self
-                .sessions
-                .iter()
-                .flat_map(|d| d.watch().map(|(t, why)| (d.id.clone(), t, why)))
-                .collect();
-            let ended = async {
-                if watched.is_empty() {
-                    return std::future::pending().await;
-                }
-                let waits = watched.iter().map(|(_, t, _)| Box::pin(t.cancelled()));
-                let ((), index, _) = futures::future::select_all(waits).await;
-                index
-            };
+            if sessions_changed {
+                sessions_changed = false;
+                ends = self
+                    .sessions
+                    .iter()
+                    .flat_map(|d| d.watch().map(|(token, why)| (d.id.clone(), token, why)))
+                    .map(|(id, token, why)| -> BoxFuture<'static, _> {
+                        Box::pin(async move {
+                            token.cancelled().await;
+                            (id, why)
+                        })
+                    })
+                    .collect();
+            }
             let deadline = self.machine.poll_timeout();
-            let timer = async {
-                match deadline {
-                    Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
-                    None => std::future::pending().await,
-                }
-            };
+            if let Some(at) = deadline
+                && armed != Some(at)
+            {
+                timer.as_mut().reset(tokio::time::Instant::from_std(at));
+                armed = Some(at);
+            }
             tokio::select! {
                 () = cancel.cancelled() => return "shutting down",
-                index = ended => {
-                    if let Some((id, _, why)) = watched.get(index)
-                        && self.session_ended(id, why)
-                    {
+                Some((id, why)) = ends.next(), if !ends.is_empty() => {
+                    sessions_changed = true;
+                    if self.session_ended(&id, why) {
                         return why;
                     }
                 }
@@ -259,6 +273,7 @@ impl Connection {
                 received = recv_batch(&mut self.queues, &mut self.next_queue, &mut batch) => {
                     let (which, n) = received;
                     if n == 0 {
+                        sessions_changed = true;
                         let id = self.queues.get(which).map(|(id, _)| id.clone());
                         if let Some(id) = id
                             && self.session_ended(&id, "stream ended")
@@ -271,7 +286,9 @@ impl Connection {
                         return "write failed";
                     }
                 }
-                () = timer => {
+                () = &mut timer, if deadline.is_some() => {
+                    armed = None;
+                    sessions_changed = true;
                     if let Some(reason) = self.timeouts() {
                         return reason;
                     }

@@ -377,7 +377,7 @@ impl Connection {
                 reader.play(
                     &udp,
                     subscription.rx,
-                    driven.stream.closed().clone(),
+                    Arc::clone(&driven.stream),
                     routes,
                     shutdown,
                 );

@@ -97,9 +97,6 @@ struct Routes {
     rtcp: HashMap<SocketAddr, Route>,
 }
 
-/// No SSRC seen yet (outside the `u32` range).
-const NO_SSRC: u64 = u64::MAX;
-
 /// The UDP side of the RTSP server, shared by every connection.
 pub(crate) struct Udp {
     rtp: UdpSocket,
@@ -300,10 +297,10 @@ impl Udp {
     /// An RTCP BYE (after an empty receiver report, as a compound must start with one) on
     /// every track's RTCP port: the reader learns the stream ended even when its RTSP
     /// connection is gone.
-    fn send_bye(&self, reader: &UdpReader, reason: &str) {
+    fn send_bye(&self, reader: &UdpReader, stream: &Stream, reason: &str) {
         let dests = lock(&reader.dests).clone();
-        for (dest, ssrc) in dests.iter().zip(&reader.ssrcs) {
-            let (Some(dest), Ok(ssrc)) = (dest, u32::try_from(ssrc.load(Ordering::Relaxed))) else {
+        for (track, dest) in dests.iter().enumerate() {
+            let (Some(dest), Some(ssrc)) = (dest, stream.ssrc(track)) else {
                 continue;
             };
             let packets = [
@@ -434,8 +431,6 @@ pub(super) struct UdpReader {
     pub seen: LastSeen,
     /// Per track, where its packets go (the RTSP peer's IP at its client ports).
     dests: Mutex<Vec<Option<Dest>>>,
-    /// Per track, the SSRC of the last RTP packet sent ([`NO_SSRC`] before one), for the BYE.
-    ssrcs: Vec<AtomicU64>,
     /// Losses from its receiver reports.
     lost: ReaderLosses,
     /// Cancelled by TEARDOWN or expiry; ends the sending task.
@@ -451,21 +446,10 @@ impl UdpReader {
             info,
             seen: LastSeen(Mutex::new(now())),
             dests: Mutex::new(vec![None; tracks]),
-            ssrcs: (0..tracks).map(|_| AtomicU64::new(NO_SSRC)).collect(),
             lost: ReaderLosses::new(tracks),
             stop: CancellationToken::new(),
             commands: Mutex::new(None),
         })
-    }
-
-    /// Remembers each track's SSRC from the RTP packets about to be sent.
-    fn note_ssrcs(&self, batch: &[Outgoing]) {
-        for item in batch.iter().filter(|item| !item.rtcp) {
-            if let (Some(slot), Some(ssrc)) = (self.ssrcs.get(item.track), item.data.get(8..12)) {
-                let ssrc = u32::from_be_bytes([ssrc[0], ssrc[1], ssrc[2], ssrc[3]]);
-                slot.store(u64::from(ssrc), Ordering::Relaxed);
-            }
-        }
     }
 
     pub(super) fn set_dest(&self, track: usize, dest: Dest) {
@@ -479,7 +463,7 @@ impl UdpReader {
         self: &Arc<Self>,
         udp: &Arc<Udp>,
         rx: mpsc::Receiver<Outgoing>,
-        closed: CancellationToken,
+        stream: Arc<Stream>,
         routes: Vec<RouteGuard>,
         shutdown: CancellationToken,
     ) {
@@ -503,7 +487,7 @@ impl UdpReader {
             Arc::clone(udp),
             Arc::clone(self),
             command_rx,
-            closed,
+            stream,
             routes,
             shutdown,
         );
@@ -563,7 +547,7 @@ fn spawn_reader(
     udp: Arc<Udp>,
     reader: Arc<UdpReader>,
     mut commands: mpsc::UnboundedReceiver<Command>,
-    closed: CancellationToken,
+    stream: Arc<Stream>,
     routes: Vec<RouteGuard>,
     shutdown: CancellationToken,
 ) {
@@ -582,7 +566,7 @@ fn spawn_reader(
                 () = shutdown.cancelled() => break "shutting down",
                 () = reader.stop.cancelled() => break "torn down",
                 () = reader.info.kicked.cancelled() => break "kicked",
-                () = closed.cancelled() => break "stream ended",
+                () = stream.closed().cancelled() => break "stream ended",
                 command = commands.recv() => match command {
                     Some(queue) => rx = queue,
                     None => break "session ended",
@@ -591,9 +575,7 @@ fn spawn_reader(
                     if n == 0 {
                         break "stream ended";
                     }
-                    let dests = lock(&reader.dests).clone();
-                    reader.note_ssrcs(&batch);
-                    udp.send_batch(&reader, &dests, &mut batch);
+                    udp.send_batch(&reader, &lock(&reader.dests), &mut batch);
                 }
                 _ = check.tick() => {
                     if udp.parked_expired(&reader, now()) {
@@ -603,7 +585,7 @@ fn spawn_reader(
             }
         };
         if matches!(reason, "stream ended" | "kicked" | "shutting down") {
-            udp.send_bye(&reader, reason);
+            udp.send_bye(&reader, &stream, reason);
         }
         reader.stop.cancel();
         lock(&udp.readers).remove(&reader.id);
