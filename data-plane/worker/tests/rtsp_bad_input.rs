@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::raw::{PCMU_SDP, connect, frame, session_id, status_line};
+use common::raw::{PCMU_SDP, connect, frame, in_session, session_id, status_line};
 use common::{DEADLINE, assert_decoded, publish, read_response, start_worker, url};
 use streamplane_testkit::{Process, Worker, eventually};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -201,11 +201,7 @@ async fn bad_input_gets_the_right_status_and_leaves_readers_alone() {
     )
     .await;
     assert_eq!(status_line(&head), "RTSP/1.0 200 OK", "{head}");
-    let (head, _) = ask(
-        &mut publisher,
-        &format!("RECORD {raw} RTSP/1.0\r\nCSeq: 3\r\nSession: {session}\r\n\r\n"),
-    )
-    .await;
+    let (head, _) = ask(&mut publisher, &in_session("RECORD", &raw, 3, &session)).await;
     assert_eq!(status_line(&head), "RTSP/1.0 200 OK", "{head}");
 
     let mut player = connect(&worker).await;
@@ -219,11 +215,7 @@ async fn bad_input_gets_the_right_status_and_leaves_readers_alone() {
     .await;
     assert_eq!(status_line(&head), "RTSP/1.0 200 OK", "{head}");
     let play_session = session_id(&head);
-    let (head, _) = ask(
-        &mut player,
-        &format!("PLAY {raw} RTSP/1.0\r\nCSeq: 2\r\nSession: {play_session}\r\n\r\n"),
-    )
-    .await;
+    let (head, _) = ask(&mut player, &in_session("PLAY", &raw, 2, &play_session)).await;
     assert_eq!(status_line(&head), "RTSP/1.0 200 OK", "{head}");
 
     let before = invalid_rtp_metric(&worker).await.unwrap_or(0);
@@ -264,7 +256,7 @@ async fn bad_input_gets_the_right_status_and_leaves_readers_alone() {
     // The publisher's connection is still served.
     let (head, _) = ask(
         &mut publisher,
-        &format!("GET_PARAMETER {raw} RTSP/1.0\r\nCSeq: 4\r\nSession: {session}\r\n\r\n"),
+        &in_session("GET_PARAMETER", &raw, 4, &session),
     )
     .await;
     assert_eq!(status_line(&head), "RTSP/1.0 200 OK", "{head}");

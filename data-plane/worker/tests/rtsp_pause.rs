@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::raw::{
-    PCMU_SDP, ask, ask_playing, connect, frame, next_rtp, rtp_info_seq, seq, session_id,
-    status_line,
+    PCMU_SDP, ask, ask_playing, connect, frame, in_session, next_rtp, rtp_info_seq, seq,
+    session_id, status_line,
 };
 use common::{publish, start_worker, url};
 use streamplane_media_core::rtcp::{ReceiverReport, ReportBlock, RtcpPacket};
@@ -76,11 +76,7 @@ async fn pause_stops_a_tcp_reader_and_play_resumes_it() {
     .await;
     assert_eq!(status_line(&head), "RTSP/1.0 200 OK", "{head}");
     let session = session_id(&head);
-    let head = ask(
-        &mut reader,
-        &format!("PLAY {live} RTSP/1.0\r\nCSeq: 3\r\nSession: {session}\r\n\r\n"),
-    )
-    .await;
+    let head = ask(&mut reader, &in_session("PLAY", &live, 3, &session)).await;
     assert_eq!(status_line(&head), "RTSP/1.0 200 OK", "{head}");
     for _ in 0..20 {
         next_rtp(&mut reader, 0).await;
@@ -96,11 +92,7 @@ async fn pause_stops_a_tcp_reader_and_play_resumes_it() {
     }
 
     // PAUSE: 200 with the session, then silence.
-    let head = ask_playing(
-        &mut reader,
-        &format!("PAUSE {live} RTSP/1.0\r\nCSeq: 4\r\nSession: {session}\r\n\r\n"),
-    )
-    .await;
+    let head = ask_playing(&mut reader, &in_session("PAUSE", &live, 4, &session)).await;
     assert_eq!(status_line(&head), "RTSP/1.0 200 OK", "{head}");
     assert_eq!(session_id(&head), session, "{head}");
     assert!(head.contains("CSeq: 4"), "{head}");
@@ -114,17 +106,13 @@ async fn pause_stops_a_tcp_reader_and_play_resumes_it() {
     // The paused session is still there: keep-alives work.
     let head = ask(
         &mut reader,
-        &format!("GET_PARAMETER {live} RTSP/1.0\r\nCSeq: 5\r\nSession: {session}\r\n\r\n"),
+        &in_session("GET_PARAMETER", &live, 5, &session),
     )
     .await;
     assert_eq!(status_line(&head), "RTSP/1.0 200 OK", "{head}");
 
     // PLAY again: a new RTP-Info, and packets flow from the sequence number it names.
-    let head = ask(
-        &mut reader,
-        &format!("PLAY {live} RTSP/1.0\r\nCSeq: 6\r\nSession: {session}\r\n\r\n"),
-    )
-    .await;
+    let head = ask(&mut reader, &in_session("PLAY", &live, 6, &session)).await;
     assert_eq!(status_line(&head), "RTSP/1.0 200 OK", "{head}");
     let expected = rtp_info_seq(&head);
     let first = next_rtp(&mut reader, 0).await;
@@ -138,23 +126,11 @@ async fn pause_stops_a_tcp_reader_and_play_resumes_it() {
     }
 
     // PAUSE twice is harmless; TEARDOWN ends it.
-    let head = ask_playing(
-        &mut reader,
-        &format!("PAUSE {live} RTSP/1.0\r\nCSeq: 7\r\nSession: {session}\r\n\r\n"),
-    )
-    .await;
+    let head = ask_playing(&mut reader, &in_session("PAUSE", &live, 7, &session)).await;
     assert_eq!(status_line(&head), "RTSP/1.0 200 OK", "{head}");
-    let head = ask(
-        &mut reader,
-        &format!("PAUSE {live} RTSP/1.0\r\nCSeq: 8\r\nSession: {session}\r\n\r\n"),
-    )
-    .await;
+    let head = ask(&mut reader, &in_session("PAUSE", &live, 8, &session)).await;
     assert_eq!(status_line(&head), "RTSP/1.0 200 OK", "{head}");
-    let head = ask(
-        &mut reader,
-        &format!("TEARDOWN {live} RTSP/1.0\r\nCSeq: 9\r\nSession: {session}\r\n\r\n"),
-    )
-    .await;
+    let head = ask(&mut reader, &in_session("TEARDOWN", &live, 9, &session)).await;
     assert_eq!(status_line(&head), "RTSP/1.0 200 OK", "{head}");
 }
 
@@ -183,27 +159,15 @@ async fn a_recording_publisher_cannot_pause() {
     )
     .await;
     assert_eq!(status_line(&head), "RTSP/1.0 200 OK", "{head}");
-    let head = ask(
-        &mut publisher,
-        &format!("RECORD {raw} RTSP/1.0\r\nCSeq: 3\r\nSession: {session}\r\n\r\n"),
-    )
-    .await;
+    let head = ask(&mut publisher, &in_session("RECORD", &raw, 3, &session)).await;
     assert_eq!(status_line(&head), "RTSP/1.0 200 OK", "{head}");
-    let head = ask(
-        &mut publisher,
-        &format!("PAUSE {raw} RTSP/1.0\r\nCSeq: 4\r\nSession: {session}\r\n\r\n"),
-    )
-    .await;
+    let head = ask(&mut publisher, &in_session("PAUSE", &raw, 4, &session)).await;
     assert_eq!(
         status_line(&head),
         "RTSP/1.0 455 Method Not Valid In This State",
         "{head}"
     );
     // The connection stays usable.
-    let head = ask(
-        &mut publisher,
-        &format!("OPTIONS {raw} RTSP/1.0\r\nCSeq: 5\r\nSession: {session}\r\n\r\n"),
-    )
-    .await;
+    let head = ask(&mut publisher, &in_session("OPTIONS", &raw, 5, &session)).await;
     assert_eq!(status_line(&head), "RTSP/1.0 200 OK", "{head}");
 }

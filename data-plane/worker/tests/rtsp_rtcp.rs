@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use common::raw::{frame, session_id, status_line};
+use common::raw::{frame, in_session, session_id, status_line};
 use common::{DEADLINE, RTSP, publish, read_response, start_worker, url};
 use streamplane_media_core::rtcp::{RtcpPacket, SenderReport};
 use streamplane_media_core::rtp::{RtpHeader, RtpPacket, Ssrc};
@@ -104,11 +104,7 @@ async fn raw_publisher(worker: &Worker, path: &str) -> tokio::task::JoinHandle<(
         )
         .await;
     }
-    ask(
-        &mut conn,
-        &format!("RECORD {target} RTSP/1.0\r\nCSeq: 4\r\nSession: {session}\r\n\r\n"),
-    )
-    .await;
+    ask(&mut conn, &in_session("RECORD", &target, 4, &session)).await;
     tokio::spawn(async move {
         let start = Instant::now();
         for i in 0u32.. {
@@ -172,11 +168,7 @@ async fn tcp_reader(worker: &Worker, path: &str, tracks: usize) -> TcpStream {
         session.get_or_insert_with(|| session_id(&head));
     }
     let session = session.unwrap();
-    ask(
-        &mut conn,
-        &format!("PLAY {target} RTSP/1.0\r\nCSeq: 9\r\nSession: {session}\r\n\r\n"),
-    )
-    .await;
+    ask(&mut conn, &in_session("PLAY", &target, 9, &session)).await;
     conn
 }
 

@@ -11,8 +11,8 @@ mod common;
 use std::time::Duration;
 
 use common::raw::{
-    Item, PCMU_SDP, ask, ask_playing, next_response, read_item, rtp_info_seq, seq, session_id,
-    status_line, udp_pair,
+    Item, PCMU_SDP, ask, ask_playing, in_session, next_response, read_item, rtp_info_seq, seq,
+    session_id, status_line, udp_pair,
 };
 use common::{DEADLINE, RTP, RTSP, publish, start_worker, url};
 use streamplane_testkit::{WorkerBuilder, eventually};
@@ -73,17 +73,9 @@ async fn two_read_sessions_share_one_connection() {
     let second = session_id(&head);
     assert_ne!(first, second);
 
-    let head = ask(
-        &mut conn,
-        &format!("PLAY {a} RTSP/1.0\r\nCSeq: 4\r\nSession: {first}\r\n\r\n"),
-    )
-    .await;
+    let head = ask(&mut conn, &in_session("PLAY", &a, 4, &first)).await;
     assert_eq!(status_line(&head), "RTSP/1.0 200 OK", "{head}");
-    let head = ask_playing(
-        &mut conn,
-        &format!("PLAY {b} RTSP/1.0\r\nCSeq: 5\r\nSession: {second}\r\n\r\n"),
-    )
-    .await;
+    let head = ask_playing(&mut conn, &in_session("PLAY", &b, 5, &second)).await;
     assert_eq!(status_line(&head), "RTSP/1.0 200 OK", "{head}");
     assert!(head.contains(&format!("url={b}/trackID=0")), "{head}");
 
@@ -113,11 +105,7 @@ async fn two_read_sessions_share_one_connection() {
 
     // TEARDOWN of one: the connection stays, the other session goes on streaming; nothing
     // of the first comes after its answer.
-    let head = ask_playing(
-        &mut conn,
-        &format!("TEARDOWN {a} RTSP/1.0\r\nCSeq: 6\r\nSession: {first}\r\n\r\n"),
-    )
-    .await;
+    let head = ask_playing(&mut conn, &in_session("TEARDOWN", &a, 6, &first)).await;
     assert_eq!(status_line(&head), "RTSP/1.0 200 OK", "{head}");
     let mut on_b = 0;
     while on_b < 50 {
@@ -129,17 +117,9 @@ async fn two_read_sessions_share_one_connection() {
             Item::Closed => panic!("connection closed"),
         }
     }
-    let head = ask_playing(
-        &mut conn,
-        &format!("GET_PARAMETER {b} RTSP/1.0\r\nCSeq: 7\r\nSession: {second}\r\n\r\n"),
-    )
-    .await;
+    let head = ask_playing(&mut conn, &in_session("GET_PARAMETER", &b, 7, &second)).await;
     assert_eq!(status_line(&head), "RTSP/1.0 200 OK", "{head}");
-    let head = ask_playing(
-        &mut conn,
-        &format!("GET_PARAMETER {a} RTSP/1.0\r\nCSeq: 8\r\nSession: {first}\r\n\r\n"),
-    )
-    .await;
+    let head = ask_playing(&mut conn, &in_session("GET_PARAMETER", &a, 8, &first)).await;
     assert_eq!(
         status_line(&head),
         "RTSP/1.0 454 Session Not Found",
@@ -171,11 +151,7 @@ async fn udp_reader(conn: &mut TcpStream, live: &str, ports: (u16, u16)) -> Stri
     )
     .await;
     assert_eq!(status_line(&head), "RTSP/1.0 200 OK", "{head}");
-    let head = ask(
-        conn,
-        &format!("PLAY {live} RTSP/1.0\r\nCSeq: 3\r\nSession: {session}\r\n\r\n"),
-    )
-    .await;
+    let head = ask(conn, &in_session("PLAY", live, 3, &session)).await;
     assert_eq!(status_line(&head), "RTSP/1.0 200 OK", "{head}");
     session
 }
@@ -207,27 +183,15 @@ async fn pause_stops_a_udp_reader_and_play_resumes_it_also_from_another_connecti
     }
 
     // PAUSE: 200 with the session, then silence; the session and its ports stay.
-    let head = ask(
-        &mut conn,
-        &format!("PAUSE {live} RTSP/1.0\r\nCSeq: 3\r\nSession: {session}\r\n\r\n"),
-    )
-    .await;
+    let head = ask(&mut conn, &in_session("PAUSE", &live, 3, &session)).await;
     assert_eq!(status_line(&head), "RTSP/1.0 200 OK", "{head}");
     assert_eq!(session_id(&head), session);
     until_quiet(&rtp, "a paused udp reader to go quiet").await;
-    let head = ask(
-        &mut conn,
-        &format!("GET_PARAMETER {live} RTSP/1.0\r\nCSeq: 4\r\nSession: {session}\r\n\r\n"),
-    )
-    .await;
+    let head = ask(&mut conn, &in_session("GET_PARAMETER", &live, 4, &session)).await;
     assert_eq!(status_line(&head), "RTSP/1.0 200 OK", "{head}");
 
     // PLAY again: a new RTP-Info, and packets flow from the sequence number it names.
-    let head = ask(
-        &mut conn,
-        &format!("PLAY {live} RTSP/1.0\r\nCSeq: 5\r\nSession: {session}\r\n\r\n"),
-    )
-    .await;
+    let head = ask(&mut conn, &in_session("PLAY", &live, 5, &session)).await;
     assert_eq!(status_line(&head), "RTSP/1.0 200 OK", "{head}");
     let expected = rtp_info_seq(&head);
     let (first, from) = next_udp_rtp(&rtp).await;
@@ -272,22 +236,14 @@ async fn pause_stops_a_udp_reader_and_play_resumes_it_also_from_another_connecti
     };
     assert_eq!(session_id(&head), session);
     until_quiet(&rtp, "the udp reader paused from another connection").await;
-    let head = ask(
-        &mut other,
-        &format!("PLAY {live} RTSP/1.0\r\nCSeq: 100\r\nSession: {session}\r\n\r\n"),
-    )
-    .await;
+    let head = ask(&mut other, &in_session("PLAY", &live, 100, &session)).await;
     assert_eq!(status_line(&head), "RTSP/1.0 200 OK", "{head}");
     let expected = rtp_info_seq(&head);
     let (first, _) = next_udp_rtp(&rtp).await;
     assert_eq!(seq(&first), expected);
 
     let mark = worker.process().mark();
-    let head = ask(
-        &mut other,
-        &format!("TEARDOWN {live} RTSP/1.0\r\nCSeq: 101\r\nSession: {session}\r\n\r\n"),
-    )
-    .await;
+    let head = ask(&mut other, &in_session("TEARDOWN", &live, 101, &session)).await;
     assert_eq!(status_line(&head), "RTSP/1.0 200 OK", "{head}");
     worker
         .process()
@@ -328,11 +284,7 @@ async fn a_udp_publisher_that_stops_sending_is_closed_after_the_read_timeout() {
     )
     .await;
     assert_eq!(status_line(&head), "RTSP/1.0 200 OK", "{head}");
-    let head = ask(
-        &mut conn,
-        &format!("RECORD {raw} RTSP/1.0\r\nCSeq: 3\r\nSession: {session}\r\n\r\n"),
-    )
-    .await;
+    let head = ask(&mut conn, &in_session("RECORD", &raw, 3, &session)).await;
     assert_eq!(status_line(&head), "RTSP/1.0 200 OK", "{head}");
 
     // Packets for three read timeouts keep it.
@@ -351,11 +303,7 @@ async fn a_udp_publisher_that_stops_sending_is_closed_after_the_read_timeout() {
         !worker.process().output()[..].contains("no UDP packets received recently"),
         "closed while sending"
     );
-    let head = ask(
-        &mut conn,
-        &format!("GET_PARAMETER {raw} RTSP/1.0\r\nCSeq: 4\r\nSession: {session}\r\n\r\n"),
-    )
-    .await;
+    let head = ask(&mut conn, &in_session("GET_PARAMETER", &raw, 4, &session)).await;
     assert_eq!(status_line(&head), "RTSP/1.0 200 OK", "{head}");
 
     // Then silence (keep-alives do not count): the server closes the connection.
@@ -397,11 +345,7 @@ async fn pause_then_teardown_while_streaming_are_both_answered() {
         )
         .await;
         let session = session_id(&head);
-        let head = ask(
-            &mut conn,
-            &format!("PLAY {live} RTSP/1.0\r\nCSeq: 2\r\nSession: {session}\r\n\r\n"),
-        )
-        .await;
+        let head = ask(&mut conn, &in_session("PLAY", &live, 2, &session)).await;
         assert_eq!(status_line(&head), "RTSP/1.0 200 OK", "{head}");
         for _ in 0..round % 5 {
             let _ = read_item(&mut conn).await;

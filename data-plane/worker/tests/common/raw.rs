@@ -145,3 +145,9 @@ pub async fn udp_pair() -> (UdpSocket, UdpSocket, (u16, u16)) {
     }
     panic!("no free even/odd UDP port pair after 50 tries");
 }
+
+/// `METHOD url` with `CSeq` and `Session` and nothing else (PLAY, PAUSE, keep-alives,
+/// TEARDOWN).
+pub fn in_session(method: &str, url: &str, cseq: u32, session: &str) -> String {
+    format!("{method} {url} RTSP/1.0\r\nCSeq: {cseq}\r\nSession: {session}\r\n\r\n")
+}
