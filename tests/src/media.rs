@@ -38,6 +38,19 @@ pub fn clip() -> PathBuf {
     path.clone()
 }
 
+/// ffmpeg publishing [`clip`] in a loop at its own pace to `url` over `transport` (`tcp` or
+/// `udp`).
+pub fn ffmpeg_publisher(url: &str, name: &str, transport: &str) -> Process {
+    Process::builder("ffmpeg")
+        .name(name)
+        .args(["-hide_banner", "-v", "warning", "-re", "-stream_loop", "-1"])
+        .arg("-i")
+        .arg(clip())
+        .args(["-c", "copy", "-f", "rtsp", "-rtsp_transport", transport])
+        .arg(url)
+        .spawn()
+}
+
 /// ffmpeg reading 100 video frames over `transport` and decoding them.
 pub fn ffmpeg_reader(url: &str, name: &str, transport: &str) -> Process {
     Process::builder("ffmpeg")

@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use streamplane_testkit::media::clip;
+use streamplane_testkit::media::{clip, ffmpeg_publisher};
 use streamplane_testkit::{ControlPlane, Process, Worker, eventually};
 
 const RTSP: &str = "STREAMPLANE_RTSP_ADDRESS";
@@ -91,21 +91,7 @@ async fn a_kicked_session_is_closed_by_its_worker() {
     })
     .await;
 
-    let publisher = Process::builder("ffmpeg")
-        .name("publisher")
-        .args([
-            "-hide_banner",
-            "-v",
-            "warning",
-            "-re",
-            "-stream_loop",
-            "-1",
-            "-i",
-        ])
-        .arg(clip())
-        .args(["-c", "copy", "-f", "rtsp", "-rtsp_transport", "tcp"])
-        .arg(&url)
-        .spawn();
+    let publisher = ffmpeg_publisher(&url, "publisher", "tcp");
     worker
         .process()
         .wait_for_line("publisher recording", DEADLINE)
@@ -172,21 +158,7 @@ async fn a_kicked_session_is_closed_by_its_worker() {
     );
 
     // Kicked ids stay in the desired state; a new session (new id) is not affected.
-    let again = Process::builder("ffmpeg")
-        .name("publisher-again")
-        .args([
-            "-hide_banner",
-            "-v",
-            "warning",
-            "-re",
-            "-stream_loop",
-            "-1",
-            "-i",
-        ])
-        .arg(clip())
-        .args(["-c", "copy", "-f", "rtsp", "-rtsp_transport", "tcp"])
-        .arg(&url)
-        .spawn();
+    let again = ffmpeg_publisher(&url, "publisher-again", "tcp");
     let back = one_listed(&cp, "publisher").await;
     assert_ne!(back["id"], publisher_id.as_str(), "{back}");
     tokio::time::sleep(Duration::from_secs(1)).await;

@@ -13,7 +13,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::{Value, json};
-use streamplane_testkit::media::{authenticated, clip, gst_reader_with};
+use streamplane_testkit::media::{authenticated, clip, ffmpeg_publisher, gst_reader_with};
 use streamplane_testkit::{ControlPlane, Process, Worker, eventually};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
@@ -107,21 +107,7 @@ fn rtsp_url(worker: &Worker, credentials: Option<(&str, &str)>, rest: &str) -> S
 }
 
 fn publisher(url: &str, name: &str) -> Process {
-    Process::builder("ffmpeg")
-        .name(name)
-        .args([
-            "-hide_banner",
-            "-v",
-            "warning",
-            "-re",
-            "-stream_loop",
-            "-1",
-            "-i",
-        ])
-        .arg(clip())
-        .args(["-c", "copy", "-f", "rtsp", "-rtsp_transport", "tcp"])
-        .arg(url)
-        .spawn()
+    ffmpeg_publisher(url, name, "tcp")
 }
 
 fn reader(url: &str, name: &str) -> Process {

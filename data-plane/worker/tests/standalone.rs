@@ -9,27 +9,14 @@
 
 mod common;
 
-use std::path::Path;
-
 use common::{DEADLINE, RTSP, assert_decoded, assert_gst_decoded, clip, read_head};
-use streamplane_testkit::media::{authenticated, gst_reader_with};
+use streamplane_testkit::media::{authenticated, ffmpeg_publisher, gst_reader_with};
 use streamplane_testkit::{Process, Worker, WorkerBuilder};
 use tokio::io::AsyncWriteExt as _;
 use tokio::net::TcpStream;
 
 fn url(worker: &Worker, credentials: &str, path: &str) -> String {
     format!("rtsp://{credentials}{}/{path}", worker.address(RTSP))
-}
-
-fn publisher(clip: &Path, url: &str, name: &str) -> Process {
-    Process::builder("ffmpeg")
-        .name(name)
-        .args(["-hide_banner", "-v", "warning", "-re", "-stream_loop", "-1"])
-        .arg("-i")
-        .arg(clip)
-        .args(["-c", "copy", "-f", "rtsp", "-rtsp_transport", "tcp"])
-        .arg(url)
-        .spawn()
 }
 
 /// Fails, and says `status` (ffmpeg prints e.g. "401 Unauthorized").
@@ -66,7 +53,7 @@ paths:
 
 #[tokio::test]
 async fn paths_and_users_come_from_the_file() {
-    let clip = tokio::task::spawn_blocking(clip).await.unwrap();
+    tokio::task::spawn_blocking(clip).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("streamplane.yml");
     std::fs::write(&config, CONFIG).unwrap();
@@ -82,16 +69,16 @@ async fn paths_and_users_come_from_the_file() {
         .await;
 
     // No credentials, and a user without publish rights there: 401.
-    let anonymous = publisher(&clip, &url(&worker, "", "cam1"), "anonymous-publisher");
+    let anonymous = ffmpeg_publisher(&url(&worker, "", "cam1"), "anonymous-publisher", "tcp");
     assert_refused(&anonymous, "401").await;
-    let wrong = publisher(&clip, &url(&worker, "cam:wrong@", "cam1"), "wrong-password");
+    let wrong = ffmpeg_publisher(&url(&worker, "cam:wrong@", "cam1"), "wrong-password", "tcp");
     assert_refused(&wrong, "401").await;
 
     // The configured user publishes; anyone reads.
-    let _publisher = publisher(
-        &clip,
+    let _publisher = ffmpeg_publisher(
         &url(&worker, "cam:s3cret-pass@", "cam1"),
         "publisher",
+        "tcp",
     );
     worker
         .process()
@@ -114,7 +101,7 @@ async fn paths_and_users_come_from_the_file() {
         .arg(url(&worker, "", "elsewhere"))
         .spawn();
     assert_refused(&probe, "404").await;
-    let stray = publisher(&clip, &url(&worker, "cam:s3cret-pass@", "cam2"), "stray");
+    let stray = ffmpeg_publisher(&url(&worker, "cam:s3cret-pass@", "cam2"), "stray", "tcp");
     assert_refused(&stray, "404").await;
 
     let log = worker.process().output();
@@ -192,7 +179,7 @@ paths:
 
 #[tokio::test]
 async fn digest_only_serves_ffmpeg_and_gstreamer() {
-    let clip = tokio::task::spawn_blocking(clip).await.unwrap();
+    tokio::task::spawn_blocking(clip).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("streamplane.yml");
     std::fs::write(&config, DIGEST_CONFIG).unwrap();
@@ -231,10 +218,10 @@ async fn digest_only_serves_ffmpeg_and_gstreamer() {
         .await;
 
     // A wrong password under Digest: refused, and the log says why.
-    let wrong = publisher(
-        &clip,
+    let wrong = ffmpeg_publisher(
         &url(&worker, "cam:wrong-pass@", "cam1"),
         "wrong-password",
+        "tcp",
     );
     assert_refused(&wrong, "401").await;
     worker
@@ -243,10 +230,10 @@ async fn digest_only_serves_ffmpeg_and_gstreamer() {
         .await;
 
     // ffmpeg publishes with Digest, then ffmpeg and GStreamer read with Digest.
-    let _publisher = publisher(
-        &clip,
+    let _publisher = ffmpeg_publisher(
         &url(&worker, "cam:cam-digest-pass@", "cam1"),
         "publisher",
+        "tcp",
     );
     worker
         .process()

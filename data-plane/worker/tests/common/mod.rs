@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 pub use streamplane_testkit::media::{
-    assert_decoded, assert_gst_decoded, clip, ffmpeg_reader, gst_reader,
+    assert_decoded, assert_gst_decoded, clip, ffmpeg_publisher, ffmpeg_reader, gst_reader,
 };
 use streamplane_testkit::{Process, Worker, WorkerBuilder};
 use tokio::io::AsyncReadExt as _;
@@ -31,23 +31,14 @@ pub async fn start_worker() -> Worker {
 /// ffmpeg publishing the clip in a loop to `path` over `transport` (`tcp` or `udp`); returns
 /// once the worker logged the publisher as recording.
 pub async fn publish(worker: &Worker, path: &str, transport: &str) -> Process {
-    let clip = tokio::task::spawn_blocking(clip).await.unwrap();
+    // Made off the runtime's threads (ffmpeg encodes it once per run).
+    tokio::task::spawn_blocking(clip).await.unwrap();
     let mark = worker.process().mark();
-    let publisher = Process::builder("ffmpeg")
-        .name(format!("publisher-{transport}"))
-        .args([
-            "-hide_banner",
-            "-v",
-            "warning",
-            "-re",
-            "-stream_loop",
-            "-1",
-            "-i",
-        ])
-        .arg(&clip)
-        .args(["-c", "copy", "-f", "rtsp", "-rtsp_transport", transport])
-        .arg(url(worker, path))
-        .spawn();
+    let publisher = ffmpeg_publisher(
+        &url(worker, path),
+        &format!("publisher-{transport}"),
+        transport,
+    );
     worker
         .process()
         .wait_for_line_since(mark, "publisher recording", DEADLINE)
