@@ -336,8 +336,9 @@ impl Connection {
         let Some(route) = self.machine.inbound(channel) else {
             return;
         };
-        let (id, track, rtcp) = (route.session.clone(), route.track, route.rtcp);
-        let Some(driven) = self.driven(&id) else {
+        // Per packet: look the session up by reference, no id copy.
+        let (track, rtcp) = (route.track, route.rtcp);
+        let Some(driven) = self.sessions.iter().find(|d| &d.id == route.session) else {
             return;
         };
         let counters = &driven.info.counters;
